@@ -58,11 +58,11 @@ def build_clip_tokenizer(words: Iterable[str], folder: str | Path, model_max_len
     folder.mkdir(parents=True, exist_ok=True)
     vocab, merges = bpe_vocab(words)
     (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    (folder / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in [("#version:", "0.2"), *merges]))
     tokenizer = CLIPTokenizer(
         vocab=str(folder / "vocab.json"),
         merges=str(folder / "merges.txt"),
         model_max_length=model_max_length,
     )
     tokenizer.save_pretrained(folder)
-    return tokenizer
+    return CLIPTokenizer.from_pretrained(folder)

@@ -1,0 +1,274 @@
+"""Train the embedded shapes-world model: a small, genuine Stable Diffusion checkpoint.
+
+    python -m diffedit_lab.toy.train [--out runs/toy] [--vae-steps N] [--unet-steps N] [--quick]
+
+Two phases, each resumable from its last checkpoint in ``--out``:
+
+1. **VAE** (``AutoencoderKL``, 64×64×3 → 16×16×4): minimise
+   ``‖x − D(z)‖₁ + β·KL(q(z|x) ‖ N(0, I))`` with ``z ~ q(z|x)`` and a small β, as in
+   Stable Diffusion. The latent scaling factor is then set to ``1 / std(z)``.
+2. **Text encoder + UNet** (``CLIPTextModel`` + ``UNet2DConditionModel``), trained jointly on
+   the frozen VAE's latents with the DDPM objective
+   ``E ‖ε − ε_θ(√ᾱ_t z₀ + √(1−ᾱ_t) ε, t, τ(y))‖²``, min-SNR-γ weighted, with the caption ``y``
+   dropped to the empty text 10 % of the time (classifier-free guidance), and an EMA copy of
+   the weights that is the one exported.
+
+``--export DIR`` writes a diffusers folder (``save_pretrained``) that both
+``diffedit_lab.load_components`` and diffusers' own pipelines load, plus ``diffedit_lab.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from diffedit_lab.toy.tokenizer import build_clip_tokenizer
+from diffedit_lab.toy.world import WORDS, make_scene
+
+MAX_LENGTH = 16
+PACKAGE_MODEL = Path(__file__).parent / "model"
+# Settings recorded with the model: edit() uses them as its defaults for this model.
+DIFFEDIT_DEFAULTS = {"guidance": 5.0, "inversion_guidance": 1.0, "mask_strength": 0.5,
+                     "n": 10, "clamp_ratio": 3.0, "threshold": 0.5, "strength": 0.8, "steps": 50}
+
+
+def vae_model():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
+    )
+
+
+def text_model(vocab_size: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=128, intermediate_size=512, num_hidden_layers=3,
+        num_attention_heads=4, max_position_embeddings=MAX_LENGTH, projection_dim=128,
+        bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    ))
+
+
+def unet_model():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(64, 128, 128),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32,
+    )
+
+
+def scheduler_config() -> dict:
+    return dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                steps_offset=1, prediction_type="epsilon")
+
+
+def dataset(n: int, seed: int, cache: Path) -> tuple[np.ndarray, list[str]]:
+    """``n`` rendered scenes (uint8 N×64×64×3) and captions; scene i is ``make_scene(seed + i)``."""
+    if cache.exists():
+        d = np.load(cache)
+        if len(d["images"]) == n:
+            return d["images"], list(d["captions"])
+    scenes = [make_scene(seed + i) for i in tqdm(range(n), desc="render scenes")]
+    images = np.stack([s.image for s in scenes])
+    captions = [s.caption for s in scenes]
+    np.savez(cache, images=images, captions=np.array(captions))
+    return images, captions
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def save_state(path: Path, **state) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int):
+    """Phase 1; returns the trained VAE with its scaling factor set."""
+    vae = vae_model()
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    ckpt, start = out / "vae.pt", 0
+    if ckpt.exists():
+        s = torch.load(ckpt, weights_only=False)
+        vae.load_state_dict(s["model"]), opt.load_state_dict(s["opt"])
+        start = s["step"]
+    g = torch.Generator().manual_seed(seed + start)
+    bar = tqdm(range(start, steps), desc="VAE", initial=start, total=steps)
+    for step in bar:
+        lr = 1e-3 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = to_tensor(images[torch.randint(len(images), (batch,), generator=g).numpy()])
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(g)).sample
+        loss = (recon - x).abs().mean() + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(l1=f"{loss.item():.4f}")
+        if (step + 1) % 200 == 0 or step + 1 == steps:
+            save_state(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1, loss=loss.item())
+    vae.eval()
+    with torch.no_grad():
+        z = torch.cat([vae.encode(to_tensor(images[i : i + 256])).latent_dist.sample(g) for i in range(0, min(2048, len(images)), 256)])
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    return vae
+
+
+@torch.no_grad()
+def encode_all(vae, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image, for sampling latents cheaply during phase 2."""
+    means, stds = [], []
+    for i in tqdm(range(0, len(images), 512), desc="encode latents"):
+        d = vae.encode(to_tensor(images[i : i + 512])).latent_dist
+        means.append(d.mean), stds.append(d.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+
+
+def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: int, seed: int,
+               export_every: int, export_to: Path | None):
+    """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss."""
+    from diffusers import DDIMScheduler
+
+    mean, std = latents
+    sf = vae.config.scaling_factor
+    te, unet = text_model(len(tokenizer)), unet_model()
+    params = list(te.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+    ema_te, ema_unet = copy.deepcopy(te), copy.deepcopy(unet)
+    ckpt, start = out / "unet.pt", 0
+    if ckpt.exists():
+        s = torch.load(ckpt, weights_only=False)
+        te.load_state_dict(s["te"]), unet.load_state_dict(s["unet"]), opt.load_state_dict(s["opt"])
+        ema_te.load_state_dict(s["ema_te"]), ema_unet.load_state_dict(s["ema_unet"])
+        start = s["step"]
+    ids = tokenizer([""] + captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
+                    return_tensors="pt").input_ids
+    empty, ids = ids[:1], ids[1:]
+    alphas = DDIMScheduler(**scheduler_config()).alphas_cumprod  # ᾱ_t, the DDPM training schedule
+    snr = alphas / (1 - alphas)
+    g = torch.Generator().manual_seed(seed + start)
+    bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps)
+    for step in bar:
+        lr = 1e-3 * min(1.0, (step + 1) / 200) * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(len(ids), (batch,), generator=g)
+        z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * sf
+        tok = torch.where(torch.rand(batch, 1, generator=g) < 0.1, empty, ids[idx])
+        t = torch.randint(0, 1000, (batch,), generator=g)
+        eps = torch.randn(z0.shape, generator=g)
+        a = alphas[t].view(-1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
+        pred = unet(zt, t, te(tok)[0]).sample
+        w = torch.clamp(snr[t], max=5.0) / snr[t]
+        loss = (w * F.mse_loss(pred, eps, reduction="none").mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(0.999, (1 + step) / (10 + step))
+        ema_update(ema_te, te, decay), ema_update(ema_unet, unet, decay)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            save_state(ckpt, te=te.state_dict(), unet=unet.state_dict(), opt=opt.state_dict(),
+                       ema_te=ema_te.state_dict(), ema_unet=ema_unet.state_dict(), step=step + 1,
+                       loss=loss.item())
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps({"phase": "unet", "step": step + 1, "loss": loss.item(),
+                                    "time": time.time()}) + "\n")
+        if export_to and ((step + 1) % export_every == 0 or step + 1 == steps):
+            export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": step + 1})
+    return ema_te, ema_unet
+
+
+def export(vae, text_encoder, tokenizer, unet, folder: Path, extra: dict | None = None) -> None:
+    """Write a diffusers Stable Diffusion folder atomically (build beside it, then swap)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DDIMScheduler(**scheduler_config()), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(tmp)
+    # keep the slow-tokenizer files too (transformers 5 writes only tokenizer.json), so that
+    # older transformers can load the folder
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(Path(tokenizer.name_or_path) / name, tmp / "tokenizer" / name)
+    keep = [p for p in (folder / "README.md",) if p.exists()]
+    for p in keep:
+        shutil.copy(p, tmp / p.name)
+    (tmp / "diffedit_lab.json").write_text(json.dumps(DIFFEDIT_DEFAULTS, indent=2) + "\n")
+    if extra:
+        (tmp / "training.json").write_text(json.dumps(extra, indent=2) + "\n")
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/toy"), help="checkpoints and logs")
+    p.add_argument("--export", type=Path, default=None, help="model folder to write")
+    p.add_argument("--scenes", type=int, default=30_000)
+    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--unet-steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=48)
+    p.add_argument("--export-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="a few steps on a few scenes (CI)")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.scenes, a.vae_steps, a.unet_steps, a.batch, a.vae_batch = 64, 3, 3, 4, 4
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    a.out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_clip_tokenizer(WORDS, a.out / "tokenizer", model_max_length=MAX_LENGTH)
+    images, captions = dataset(a.scenes, a.seed, a.out / f"scenes_{a.scenes}.npz")
+    vae = train_vae(images, a.out, a.vae_steps, a.vae_batch, a.seed)
+    vae.requires_grad_(False)
+    latents = encode_all(vae, images)
+    train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
+               a.export_every, a.export)
+    if a.export:
+        print(f"exported to {a.export}")
+
+
+if __name__ == "__main__":
+    main()
