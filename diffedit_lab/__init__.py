@@ -1,12 +1,18 @@
 """diffedit-lab: DiffEdit (Couairon et al., ICLR 2023) as small, inspectable steps.
 
-    image ─encode─▶ z0 ─noise_diff_mask─▶ MaskResult
-                     └─ddim_invert─▶ Inversion ─masked_denoise(mask, target)─▶ z0' ─decode─▶ image
+    image ─encode─▶ z0 ─noise_diff_mask─▶ MaskResult                       (step 1: where)
+                     └─ddim_invert─▶ Inversion ─masked_denoise(mask, Q)─▶ z0' ─decode─▶ image
+                                   (step 2: encode)  (step 3: decode with the query)
 
 ``edit`` runs the whole chain; every step is also a public function returning a small
-dataclass that a notebook can plot.
+dataclass that a notebook can plot. Only ``models`` decides the device and dtype.
 """
 
+from .denoise import DenoiseResult, as_latent_mask, encode_decode, masked_denoise, sdedit
+from .edit import LIBRARY_DEFAULTS, EditResult, edit
+from .inversion import Inversion, ddim_invert
+from .latents import decode, encode, encode_prompt, load_image
+from .mask import MaskResult, noise_diff_mask
 from .models import (
     DEFAULT_MODEL_DIR,
     Components,
@@ -17,8 +23,24 @@ from .models import (
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
+    "LIBRARY_DEFAULTS",
     "Components",
+    "DenoiseResult",
+    "EditResult",
+    "Inversion",
+    "MaskResult",
     "ModelNotFoundError",
+    "as_latent_mask",
+    "ddim_invert",
+    "decode",
     "default_device",
+    "edit",
+    "encode",
+    "encode_decode",
+    "encode_prompt",
     "load_components",
+    "load_image",
+    "masked_denoise",
+    "noise_diff_mask",
+    "sdedit",
 ]

@@ -18,6 +18,7 @@ the text encoder run in float16. ``Components.dtype`` is the UNet's dtype.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,12 @@ def _scheduler_config(folder: Path) -> dict:
     return dict(DDIMScheduler.load_config(folder, subfolder="scheduler"))
 
 
+def _accepted(cls, config: dict) -> dict:
+    """The keys of a scheduler config that ``cls`` takes (DDIMInverseScheduler has no thresholding)."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in config.items() if k in params}
+
+
 def _place(module, device: torch.device, dtype: torch.dtype):
     """Move ``module`` to ``device`` and ``dtype`` (casting only if needed) in eval mode."""
     module = module.to(device)
@@ -215,7 +222,7 @@ def load_components(model=None, *, device=None, dtype=None) -> Components:
         tokenizer=parts["tokenizer"],
         unet=unet,
         scheduler=DDIMScheduler.from_config(config),
-        inverse_scheduler=DDIMInverseScheduler.from_config(config),
+        inverse_scheduler=DDIMInverseScheduler.from_config(_accepted(DDIMInverseScheduler, config)),
         device=device,
         dtype=dtype,
         defaults=_read_defaults(folder),

@@ -1,0 +1,196 @@
+"""Step 3 of DiffEdit: DDIM decoding with the query, keeping the encoded latent outside the mask.
+
+Starting from the encoded ``z_r`` (the end of :func:`~diffedit_lab.inversion.ddim_invert`), each
+DDIM step conditioned on the query ``Q``
+
+    ẑ0      = (y_t − √(1 − ᾱ_t) · ε̂) / √ᾱ_t,      ε̂ = ε̂(y_t, t, Q)
+    y_{t−1} = √ᾱ_{t−1} · ẑ0 + √(1 − ᾱ_{t−1}) · ε̂
+
+is followed by the paper's blend **at the same noise level**
+
+    ỹ_{t−1} = M · y_{t−1} + (1 − M) · x_{t−1}
+
+with ``x_{t−1}`` the DDIM-encoded latent of level ``t−1`` (after the last step: the clean
+``z0`` itself). So with an all-zero mask the output is exactly the input latents. diffusers'
+``StableDiffusionDiffEditPipeline`` blends ``x_t`` instead — one step too noisy — and never
+returns to ``z0`` (docs/differences.md).
+
+Two baselines of the paper's evaluation live here too: :func:`sdedit` (noise, then denoise
+with ``Q``; no mask, no encoding) and :func:`encode_decode` (DDIM-encode, then denoise with
+``Q``; no mask).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checks import check_count, check_guidance, check_mask_shape, check_prompt, check_strength, warn_if_empty_mask
+from .inversion import Inversion
+from .latents import encode, encode_prompt, is_latents, make_generator
+from .mask import MaskResult
+from .models import Components, fresh_schedulers
+from .sampling import denoising_timesteps, guided_noise, progress_bar
+
+
+@dataclass
+class DenoiseResult:
+    """The denoising trajectory: ``trajectory`` (T + 1, B, C, h, w) starts with the noisy start
+    latents, then holds the (blended) latents after every step; ``latents`` is the last one."""
+
+    latents: torch.Tensor
+    trajectory: torch.Tensor
+    timesteps: torch.Tensor
+    mask: torch.Tensor | None = None
+
+
+def as_latent_mask(c: Components, mask, latents: torch.Tensor) -> torch.Tensor:
+    """Any mask as a float (B or 1, 1, h, w) tensor matching ``latents`` (B, C, h, w).
+
+    ``MaskResult``: its binary mask. Tensor (h, w), (B, h, w) or (B, 1, h, w): values in
+    [0, 1] (soft masks blend softly), its size must equal the latents'. PIL image or numpy
+    array (uint8 0–255, bool, or float in [0, 1]): area-resized to the latent size and
+    binarised at 0.5.
+    """
+    if isinstance(mask, MaskResult):
+        mask = mask.mask
+    if isinstance(mask, (Image.Image, np.ndarray)):
+        mask = _image_mask(mask, latents.shape[-1], latents.shape[-2])
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"`mask`: expected a MaskResult, tensor, PIL image or numpy array, got {type(mask).__name__}.")
+    m = mask.float()
+    m = {2: lambda x: x[None, None], 3: lambda x: x[:, None], 4: lambda x: x}.get(m.ndim, lambda x: None)(m)
+    if m is None or m.shape[1] != 1:
+        raise ValueError(f"`mask` must have shape (h, w), (B, h, w) or (B, 1, h, w), got {tuple(mask.shape)}.")
+    check_mask_shape(m, latents)
+    if m.numel() and (m.min() < 0 or m.max() > 1):
+        raise ValueError("`mask` values must be in [0, 1].")
+    return m.to(latents.device)
+
+
+def _image_mask(mask, width: int, height: int) -> torch.Tensor:
+    arr = np.asarray(mask)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr).convert("L")
+    if img.size != (width, height):
+        img = img.resize((width, height), resample=Image.BOX)
+    return torch.from_numpy((np.asarray(img) >= 128).astype(np.float32))
+
+
+@torch.inference_mode()
+def _denoise_loop(
+    c: Components,
+    z: torch.Tensor,
+    timesteps: torch.Tensor,
+    scheduler,
+    prompt,
+    negative_prompt,
+    guidance: float,
+    blend: Callable[[int, torch.Tensor], torch.Tensor] | None,
+    callback,
+    progress: bool,
+    desc: str,
+) -> DenoiseResult:
+    """``y_{t−1} = DDIM(y_t, ε̂(y_t, t, Q))``, then ``blend(i, y_{t−1})`` after step ``i``."""
+    cond = encode_prompt(c, prompt)
+    uncond = encode_prompt(c, negative_prompt) if guidance > 1 else None
+    trajectory = [z]
+    for i, t in enumerate(progress_bar(timesteps, progress, desc)):
+        eps = guided_noise(c, z, t, cond, uncond, guidance)
+        z = scheduler.step(eps, t, z).prev_sample
+        if blend is not None:
+            z = blend(i, z)
+        trajectory.append(z)
+        if callback is not None:
+            callback(i, t, z)
+    return DenoiseResult(latents=z, trajectory=torch.stack(trajectory), timesteps=timesteps.cpu())
+
+
+def masked_denoise(
+    c: Components,
+    inversion: Inversion,
+    mask,
+    prompt,
+    *,
+    negative_prompt=None,
+    guidance: float = 7.5,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    progress: bool = True,
+) -> DenoiseResult:
+    """DiffEdit decoding: DDIM steps with ``prompt`` (Q) from ``inversion.latents``, blending
+    ``ỹ = M·y + (1 − M)·x`` with the encoded latent ``x`` of the same level after every step.
+
+    ``steps``/``strength`` come from ``inversion``. ``mask``: see :func:`as_latent_mask`
+    (1 = edit, 0 = keep). ``callback(i, t, latents)`` is called after step ``i``; the whole
+    trajectory is also returned.
+    """
+    check_prompt("prompt", prompt)
+    guidance = check_guidance("guidance", guidance)
+    scheduler, _ = fresh_schedulers(c)
+    timesteps = denoising_timesteps(scheduler, inversion.steps, inversion.strength)
+    if not torch.equal(timesteps.flip(0).cpu(), inversion.timesteps.cpu()):
+        warnings.warn(
+            "the denoising timesteps are not the inversion timesteps reversed: the blend mixes different noise levels.",
+            UserWarning,
+            stacklevel=2,
+        )
+    m = as_latent_mask(c, mask, inversion.latents)
+    warn_if_empty_mask(m)
+    encoded = inversion.trajectory
+    last = len(timesteps) - 1
+
+    def blend(i: int, y: torch.Tensor) -> torch.Tensor:  # after step i the level is that of encoded[last - i]
+        return m * y + (1 - m) * encoded[last - i]
+
+    result = _denoise_loop(
+        c, inversion.latents, timesteps, scheduler, prompt, negative_prompt or "", guidance, blend, callback, progress,
+        "DiffEdit decoding",
+    )
+    result.mask = m
+    return result
+
+
+def encode_decode(c: Components, inversion: Inversion, prompt, *, guidance: float = 7.5, progress: bool = True) -> DenoiseResult:
+    """Baseline "encode–decode": denoise the DDIM-encoded ``z_r`` with ``Q`` everywhere (no mask)."""
+    check_prompt("prompt", prompt)
+    guidance = check_guidance("guidance", guidance)
+    scheduler, _ = fresh_schedulers(c)
+    timesteps = denoising_timesteps(scheduler, inversion.steps, inversion.strength)
+    return _denoise_loop(c, inversion.latents, timesteps, scheduler, prompt, "", guidance, None, None, progress, "encode-decode")
+
+
+def sdedit(
+    c: Components,
+    latents,
+    prompt,
+    *,
+    strength: float = 0.8,
+    steps: int = 50,
+    guidance: float = 7.5,
+    seed: int | None = None,
+    progress: bool = True,
+) -> DenoiseResult:
+    """Baseline SDEdit (img2img): ``z_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ξ`` at strength ``r``, then DDIM with ``Q``.
+
+    ``latents``: latents or image(s) (encoded with the VAE mean). Same draws as diffusers'
+    img2img pipeline given latents and a generator seeded with ``seed``.
+    """
+    check_prompt("prompt", prompt)
+    steps, strength = check_count("steps", steps), check_strength("strength", strength)
+    guidance = check_guidance("guidance", guidance)
+    z0 = latents.to(c.device).float() if is_latents(c, latents) else encode(c, latents)
+    scheduler, _ = fresh_schedulers(c)
+    timesteps = denoising_timesteps(scheduler, steps, strength)
+    from diffusers.utils.torch_utils import randn_tensor
+
+    noise = randn_tensor(z0.shape, generator=make_generator(seed), device=z0.device, dtype=z0.dtype)
+    z_t = scheduler.add_noise(z0, noise, timesteps[:1])
+    return _denoise_loop(c, z_t, timesteps, scheduler, prompt, "", guidance, None, None, progress, "SDEdit")

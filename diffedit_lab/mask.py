@@ -1,0 +1,198 @@
+"""Step 1 of DiffEdit: a mask from the disagreement of two noise predictions.
+
+Noise the input latents ``z0`` to strength ``s`` (timestep ``t``) with ``n`` independent draws,
+
+    z_t^(i) = √ᾱ_t · z0 + √(1 − ᾱ_t) · ξ_i,          ξ_i ~ N(0, I),
+
+predict the noise with the reference text ``R`` (source) and the query ``Q`` (target), and where
+they disagree is what has to change:
+
+    D^(i)  = mean_channels |ε̂(z_t^(i), t, Q) − ε̂(z_t^(i), t, R)|      (one map per draw)
+    D      = (1/n) Σ_i D^(i)                                            (``difference``)
+    D̃      = min(D, κ·mean(D)) / (κ·mean(D))                            (``normalized``, κ = clamp_ratio)
+    M      = [D̃ > τ]                                                     (``mask``, τ = threshold)
+
+``mean(D)`` is taken **per image**: adding an image to the batch never changes another image's
+mask (diffusers takes it over the whole batch). κ and τ act on ``D`` only, so
+:meth:`MaskResult.rethreshold` is free — no model call.
+
+With the same negative text for both predictions, ``ε̂(Q) − ε̂(R) = w·(ε(Q) − ε(R))``: the guidance
+scale ``w`` cancels in ``D̃``. For v-prediction models ``ε̂`` is the predicted ``v``; since
+``ε = √ᾱ_t·v + √(1−ᾱ_t)·z_t`` with the same ``z_t`` for both texts, ``|Δε| = √ᾱ_t·|Δv|`` and ``D̃``
+is the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checks import check_count, check_guidance, check_positive, check_prompt, check_strength, check_threshold
+from .latents import encode_prompt, is_latents, latent_distribution, make_generator, scale_latents
+from .models import Components, fresh_schedulers
+from .sampling import denoising_timesteps, progress_bar, unet_output
+
+
+@dataclass
+class MaskResult:
+    """Every intermediate of the DiffEdit mask, for a batch of ``B`` images and ``n`` draws.
+
+    Shapes: ``noisy_latents``, ``source_noise``, ``target_noise``: (B, n, C, h, w) — the noised
+    latents ``z_t^(i)`` and the guided predictions ``ε̂(R)``, ``ε̂(Q)``; ``differences``:
+    (B, n, h, w) the per-draw maps ``D^(i)``; ``difference``, ``normalized``, ``mask``: (B, h, w)
+    — ``D``, ``D̃`` and the binary ``M`` (float 0/1) at latent resolution.
+    """
+
+    noisy_latents: torch.Tensor
+    source_noise: torch.Tensor
+    target_noise: torch.Tensor
+    differences: torch.Tensor
+    difference: torch.Tensor
+    normalized: torch.Tensor
+    mask: torch.Tensor
+    clamp_ratio: float
+    threshold: float
+    strength: float
+    timestep: int
+    guidance: float
+    image_size: tuple[int, int]  # (width, height) of the encoded images
+
+    @property
+    def n(self) -> int:
+        return self.differences.shape[1]
+
+    def rethreshold(self, clamp_ratio: float | None = None, threshold: float | None = None) -> "MaskResult":
+        """The same maps with a new ``κ`` (``clamp_ratio``) and/or ``τ`` (``threshold``); no model call."""
+        clamp_ratio = self.clamp_ratio if clamp_ratio is None else check_positive("clamp_ratio", clamp_ratio)
+        threshold = self.threshold if threshold is None else check_threshold("threshold", threshold)
+        normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold)
+        return replace(self, normalized=normalized, mask=mask, clamp_ratio=clamp_ratio, threshold=threshold)
+
+    def to_image(self, size: tuple[int, int] | None = None, index: int = 0) -> Image.Image:
+        """Mask ``index`` as a black/white (0/255, mode "L") PIL image, nearest-upsampled to ``size``
+        (width, height; default: the encoded image size) — ready for an inpainting pipeline."""
+        arr = (self.mask[index].cpu().numpy() > 0).astype(np.uint8) * 255
+        return Image.fromarray(arr, mode="L").resize(tuple(size or self.image_size), resample=Image.NEAREST)
+
+
+def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, threshold: float):
+    """``D̃ = min(D, κ·mean(D)) / (κ·mean(D))`` with the mean per image, and ``M = [D̃ > τ]``."""
+    bound = difference.flatten(1).mean(1).view(-1, 1, 1) * clamp_ratio
+    normalized = torch.minimum(difference.clamp(min=0), bound) / bound
+    return normalized, (normalized > threshold).float()
+
+
+@torch.inference_mode()
+def noised_draws(c: Components, image_or_latents, n: int, t, generator) -> torch.Tensor:
+    """``z_t^(i)`` for ``n`` draws per image, (B·n, C, h, w), images-major.
+
+    From an image the VAE latent is itself *sampled* once per draw, then noised — the order in
+    which diffusers' ``generate_mask`` uses the generator, so the same seed gives the same draws.
+    From latents, ``z0`` is repeated.
+    """
+    scheduler, _ = fresh_schedulers(c)
+    if is_latents(c, image_or_latents):
+        z0 = image_or_latents.to(c.device).float().repeat_interleave(n, dim=0)
+    else:
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        dist = latent_distribution(c, image_or_latents)
+        draws = DiagonalGaussianDistribution(dist.parameters.repeat_interleave(n, dim=0))
+        z0 = scale_latents(c, draws.sample(generator))
+    from diffusers.utils.torch_utils import randn_tensor
+
+    noise = randn_tensor(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
+    return scheduler.add_noise(z0, noise, t.reshape(1))
+
+
+def noise_diff_mask(
+    c: Components,
+    image_or_latents,
+    source,
+    target,
+    *,
+    n: int = 10,
+    strength: float = 0.5,
+    guidance: float = 7.5,
+    clamp_ratio: float = 3.0,
+    threshold: float = 0.5,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    source_negative_prompt="",
+    target_negative_prompt="",
+    steps: int = 50,
+    progress: bool = True,
+) -> MaskResult:
+    """DiffEdit's mask ``M = [D̃ > τ]`` of the images for editing ``source`` (R) into ``target`` (Q).
+
+    ``image_or_latents``: image(s) (see :func:`~diffedit_lab.latents.load_image`) or latents
+    (B, C, h, w). ``strength``: the noise level ``s`` (the paper: ≤ 0.6 works best), taken on
+    the DDIM grid of ``steps`` steps (``t`` = 481 for s = 0.5, 50 steps — as diffusers).
+    ``guidance``: ``w`` of :func:`~diffedit_lab.sampling.guided_noise` (cancels in the mask
+    when both negative texts are equal). ``source`` may be ``""``; ``target`` may not.
+    The UNet runs once per draw on ``[∅, R, Q]`` rows (3 rows, or 4 if the two negative texts
+    differ; 2 if ``w ≤ 1``).
+    """
+    check_prompt("source", source)
+    check_prompt("target", target, required=True)
+    n, steps = check_count("n", n), check_count("steps", steps)
+    strength, guidance = check_strength("strength", strength), check_guidance("guidance", guidance)
+    clamp_ratio, threshold = check_positive("clamp_ratio", clamp_ratio), check_threshold("threshold", threshold)
+    generator = make_generator(seed, generator)
+
+    scheduler, _ = fresh_schedulers(c)
+    t = denoising_timesteps(scheduler, steps, strength)[0]
+    z_t = noised_draws(c, image_or_latents, n, t, generator)
+    batch = z_t.shape[0] // n
+    source_noise, target_noise = _predict_pair(
+        c, z_t, t, source, target, source_negative_prompt, target_negative_prompt, guidance, n, progress
+    )
+    shape = (batch, n, *z_t.shape[1:])
+    delta = (target_noise - source_noise).abs().reshape(shape)
+    difference = delta.mean([1, 2])  # D: over draws and channels at once, as diffusers
+    normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold)
+    return MaskResult(
+        noisy_latents=z_t.reshape(shape),
+        source_noise=source_noise.reshape(shape),
+        target_noise=target_noise.reshape(shape),
+        differences=delta.mean(2),
+        difference=difference,
+        normalized=normalized,
+        mask=mask,
+        clamp_ratio=clamp_ratio,
+        threshold=threshold,
+        strength=strength,
+        timestep=int(t),
+        guidance=guidance,
+        image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor),
+    )
+
+
+@torch.inference_mode()
+def _predict_pair(c, z_t, t, source, target, source_negative, target_negative, guidance, n, progress):
+    """Guided ``ε̂(z_t, t, R)`` and ``ε̂(z_t, t, Q)``, one UNet call per draw.
+
+    Rows per call: ``[R, Q]`` without guidance; ``[∅, R, Q]`` when both negatives are the same
+    ``∅`` (diffusers runs ``∅`` twice: 4 rows, identical numbers); ``[∅_R, R, ∅_Q, Q]`` otherwise.
+    """
+    texts = [source, target]
+    if guidance > 1:
+        same = isinstance(source_negative, str) and source_negative == target_negative
+        texts = [source_negative, source, target] if same else [source_negative, source, target_negative, target]
+    emb = torch.cat([encode_prompt(c, x) for x in texts])
+    rows = len(texts)
+    batch = z_t.shape[0] // n
+    per_draw = z_t.reshape(batch, n, *z_t.shape[1:]).transpose(0, 1)  # (n, B, C, h, w)
+    outputs = []
+    for z in progress_bar(per_draw, progress, "mask draws"):
+        out = unet_output(c, z.repeat(rows, 1, 1, 1), t, emb.repeat_interleave(batch, dim=0))
+        outputs.append(out.reshape(rows, batch, *z.shape[1:]))
+    out = torch.stack(outputs, 2).flatten(1, 2)  # (rows, B·n, C, h, w), images-major
+    if rows == 2:
+        return out[0], out[1]
+    uncond_r, eps_r = out[0], out[1]
+    uncond_q, eps_q = (out[0], out[2]) if rows == 3 else (out[2], out[3])
+    return uncond_r + guidance * (eps_r - uncond_r), uncond_q + guidance * (eps_q - uncond_q)

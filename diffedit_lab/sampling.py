@@ -1,0 +1,84 @@
+"""The two pieces every DiffEdit step shares: which timesteps a strength covers, and ε̂.
+
+**Strength → timesteps.** With a DDIM schedule of ``steps`` timesteps ``t_1 > … > t_steps``,
+a strength ``r`` keeps the last ``k = ⌊steps·r⌋`` of them: denoising starts at
+``t_{steps−k+1}`` (noise level ``ᾱ_t``) and DDIM encoding stops there. This is diffusers'
+``get_timesteps``/``get_inverse_timesteps`` rule, so a strength means the same in both.
+
+**Classifier-free guidance** (Ho & Salimans 2022) of the denoiser ``ε_θ``:
+
+    ε̂(z_t, t, c) = ε_θ(z_t, t, ∅) + w · (ε_θ(z_t, t, c) − ε_θ(z_t, t, ∅))
+
+with ``∅`` the negative (by default the empty) text. For ``w ≤ 1`` we use ``ε_θ(z_t, t, c)``
+alone and skip the unconditional branch (diffusers' convention: ``w = 1`` is exactly that).
+For v-prediction models ``ε_θ`` stands for the model output (``v``); schedulers convert.
+
+Latents stay float32; only the UNet call runs in ``Components.dtype``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .models import Components
+
+
+def strength_steps(steps: int, strength: float) -> int:
+    """``k = min(⌊steps·r⌋, steps)``: how many of the ``steps`` DDIM steps a strength ``r`` covers."""
+    k = min(int(steps * strength), steps)
+    if k < 1:
+        raise ValueError(
+            f"`strength`={strength} × `steps`={steps} covers no DDIM step: "
+            f"use strength ≥ {1 / steps:.3g} or more steps."
+        )
+    return k
+
+
+def denoising_timesteps(scheduler, steps: int, strength: float) -> torch.Tensor:
+    """The last ``k`` timesteps of the DDIM schedule, noisiest first (``scheduler`` is set up)."""
+    scheduler.set_timesteps(steps)
+    k = strength_steps(steps, strength)
+    return scheduler.timesteps[steps - k :]
+
+
+def inversion_timesteps(inverse_scheduler, steps: int, strength: float) -> torch.Tensor:
+    """The first ``k`` timesteps of the inverse DDIM schedule, cleanest first."""
+    inverse_scheduler.set_timesteps(steps)
+    k = strength_steps(steps, strength)
+    return inverse_scheduler.timesteps[:k]
+
+
+def unet_output(c: Components, latents: torch.Tensor, t, embeddings: torch.Tensor) -> torch.Tensor:
+    """One UNet call ``ε_θ(z_t, t, c)`` on a batch, in ``c.dtype``, returned as float32."""
+    out = c.unet(latents.to(c.device, c.dtype), t, encoder_hidden_states=embeddings.to(c.device, c.dtype)).sample
+    return out.float()
+
+
+def guided_noise(
+    c: Components,
+    latents: torch.Tensor,
+    t,
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None,
+    guidance: float,
+) -> torch.Tensor:
+    """``ε̂ = ε(∅) + w·(ε(c) − ε(∅))`` for a batch of latents; ``ε(c)`` alone if ``w ≤ 1``.
+
+    ``cond``/``uncond``: (1, L, D) embeddings broadcast over the batch; both branches run in
+    one UNet call on ``[z_t, z_t]`` with ``[∅, c]`` (as diffusers).
+    """
+    b = latents.shape[0]
+    if guidance <= 1.0 or uncond is None:
+        return unet_output(c, latents, t, cond.expand(b, -1, -1))
+    emb = torch.cat([uncond.expand(b, -1, -1), cond.expand(b, -1, -1)])
+    eps_uncond, eps_cond = unet_output(c, torch.cat([latents, latents]), t, emb).chunk(2)
+    return eps_uncond + guidance * (eps_cond - eps_uncond)
+
+
+def progress_bar(iterable, progress: bool, desc: str):
+    """``tqdm.auto`` over ``iterable`` when ``progress`` is true, else the iterable itself."""
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False)
