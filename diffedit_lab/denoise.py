@@ -148,7 +148,9 @@ def masked_denoise(
     last = len(timesteps) - 1
 
     def blend(i: int, y: torch.Tensor) -> torch.Tensor:  # after step i the level is that of encoded[last - i]
-        return m * y + (1 - m) * encoded[last - i]
+        # contiguous: broadcasting a (B, 1, h, w) mask can return channels-last memory,
+        # and the UNet's convolutions round differently on it
+        return (m * y + (1 - m) * encoded[last - i]).contiguous()
 
     result = _denoise_loop(
         c, inversion.latents, timesteps, scheduler, prompt, negative_prompt or "", guidance, blend, callback, progress,

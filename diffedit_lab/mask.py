@@ -33,7 +33,7 @@ from PIL import Image
 from .checks import check_count, check_guidance, check_positive, check_prompt, check_strength, check_threshold
 from .latents import encode_prompt, is_latents, latent_distribution, make_generator, scale_latents
 from .models import Components, fresh_schedulers
-from .sampling import denoising_timesteps, progress_bar, unet_output
+from .sampling import denoising_timesteps, unet_output
 
 
 @dataclass
@@ -133,8 +133,8 @@ def noise_diff_mask(
     the DDIM grid of ``steps`` steps (``t`` = 481 for s = 0.5, 50 steps — as diffusers).
     ``guidance``: ``w`` of :func:`~diffedit_lab.sampling.guided_noise` (cancels in the mask
     when both negative texts are equal). ``source`` may be ``""``; ``target`` may not.
-    The UNet runs once per draw on ``[∅, R, Q]`` rows (3 rows, or 4 if the two negative texts
-    differ; 2 if ``w ≤ 1``).
+    One UNet call on ``[∅, R, Q]`` × n draws (3n rows; 4n if the two negative texts differ; 2n
+    if ``w ≤ 1``), so ``progress`` has nothing to show; it is accepted for a uniform API.
     """
     check_prompt("source", source)
     check_prompt("target", target, required=True)
@@ -148,7 +148,7 @@ def noise_diff_mask(
     z_t = noised_draws(c, image_or_latents, n, t, generator)
     batch = z_t.shape[0] // n
     source_noise, target_noise = _predict_pair(
-        c, z_t, t, source, target, source_negative_prompt, target_negative_prompt, guidance, n, progress
+        c, z_t, t, source, target, source_negative_prompt, target_negative_prompt, guidance
     )
     shape = (batch, n, *z_t.shape[1:])
     delta = (target_noise - source_noise).abs().reshape(shape)
@@ -172,27 +172,20 @@ def noise_diff_mask(
 
 
 @torch.inference_mode()
-def _predict_pair(c, z_t, t, source, target, source_negative, target_negative, guidance, n, progress):
-    """Guided ``ε̂(z_t, t, R)`` and ``ε̂(z_t, t, Q)``, one UNet call per draw.
+def _predict_pair(c, z_t, t, source, target, source_negative, target_negative, guidance):
+    """Guided ``ε̂(z_t, t, R)`` and ``ε̂(z_t, t, Q)`` for all draws, in one UNet call.
 
-    Rows per call: ``[R, Q]`` without guidance; ``[∅, R, Q]`` when both negatives are the same
-    ``∅`` (diffusers runs ``∅`` twice: 4 rows, identical numbers); ``[∅_R, R, ∅_Q, Q]`` otherwise.
+    Rows: ``[R, Q]`` without guidance; ``[∅, R, Q]`` when both negatives are the same ``∅``
+    (diffusers runs ``∅`` twice: 4 rows, identical numbers); ``[∅_R, R, ∅_Q, Q]`` otherwise.
     """
     texts = [source, target]
     if guidance > 1:
         same = isinstance(source_negative, str) and source_negative == target_negative
         texts = [source_negative, source, target] if same else [source_negative, source, target_negative, target]
-    emb = torch.cat([encode_prompt(c, x) for x in texts])
-    rows = len(texts)
-    batch = z_t.shape[0] // n
-    per_draw = z_t.reshape(batch, n, *z_t.shape[1:]).transpose(0, 1)  # (n, B, C, h, w)
-    outputs = []
-    for z in progress_bar(per_draw, progress, "mask draws"):
-        out = unet_output(c, z.repeat(rows, 1, 1, 1), t, emb.repeat_interleave(batch, dim=0))
-        outputs.append(out.reshape(rows, batch, *z.shape[1:]))
-    out = torch.stack(outputs, 2).flatten(1, 2)  # (rows, B·n, C, h, w), images-major
-    if rows == 2:
+    emb = torch.cat([encode_prompt(c, x) for x in texts]).repeat_interleave(z_t.shape[0], dim=0)
+    out = unet_output(c, z_t.repeat(len(texts), 1, 1, 1), t, emb).chunk(len(texts))
+    if len(texts) == 2:
         return out[0], out[1]
     uncond_r, eps_r = out[0], out[1]
-    uncond_q, eps_q = (out[0], out[2]) if rows == 3 else (out[2], out[3])
+    uncond_q, eps_q = (out[0], out[2]) if len(texts) == 3 else (out[2], out[3])
     return uncond_r + guidance * (eps_r - uncond_r), uncond_q + guidance * (eps_q - uncond_q)

@@ -11,10 +11,16 @@ text hidden size 32 — a 32×32 image gives 16×16 latents.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# The machines that run the tests are small and shared: with several torch threads per process
+# the tiny models run ~50x slower (threads spin against each other). One thread by default.
+torch.set_num_threads(int(os.environ.get("DIFFEDIT_LAB_TEST_THREADS", "1")))
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # importable even when the package is not installed
@@ -38,7 +44,6 @@ SCHEDULER_CONFIG = dict(  # Stable Diffusion 1.x / 2.x DDIM settings
 
 def build_tiny_pipeline(folder: Path, *, prediction_type: str = "epsilon", seed: int = 0):
     """Build a seeded tiny random ``StableDiffusionPipeline`` (tokenizer written to ``folder``)."""
-    import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
