@@ -300,8 +300,18 @@ def mask_iou_of(pred, true, size: tuple[int, int] | None = None) -> float:
 
 def _comparison(ax, pred, true, image=None, *, index: int = 0, title: str | None = None) -> float:
     t = to_map(true) > 0.5
-    size = (t.shape[1], t.shape[0])
-    p = resize_mask(pred, size, index)
+    ax.imshow(comparison_rgb(pred, t, image, index=index), interpolation="nearest")
+    iou = mask_iou_of(resize_mask(pred, (t.shape[1], t.shape[0]), index), t)
+    _image_axis(ax, title or f"vs true mask: IoU {iou:.2f}")
+    ax.set_xlabel("green: both · orange: extra · blue: missed", fontsize=7)
+    return iou
+
+
+def comparison_rgb(pred, true, image=None, *, index: int = 0) -> np.ndarray:
+    """The colour-coded comparison of :func:`mask_comparison` as an ``H×W×3`` array in [0, 1]
+    at the true mask's resolution (green both, orange extra, blue missed; the image faded below)."""
+    t = to_map(true) > 0.5
+    p = resize_mask(pred, (t.shape[1], t.shape[0]), index)
     base = to_rgb(image) * 0.5 + 0.5 if image is not None else np.ones((*t.shape, 3), np.float32)
     if base.shape[:2] != t.shape:
         base = np.ones((*t.shape, 3), np.float32)
@@ -309,11 +319,32 @@ def _comparison(ax, pred, true, image=None, *, index: int = 0, title: str | None
     out[p & t] = (0.2, 0.75, 0.3)  # found
     out[p & ~t] = (0.95, 0.55, 0.1)  # too much
     out[~p & t] = (0.25, 0.45, 0.95)  # missed
-    ax.imshow(out, interpolation="nearest")
-    iou = mask_iou_of(p, t, size)
-    _image_axis(ax, title or f"vs true mask: IoU {iou:.2f}")
-    ax.set_xlabel("green: both · orange: extra · blue: missed", fontsize=7)
-    return iou
+    return out
+
+
+def mask_strip(result, image=None, *, index: int = 0, true_mask=None, panel: int = 160):
+    """A fast, matplotlib-free picture of a mask for live widgets: ``(PIL image, titles)``.
+
+    Panels of ``panel`` pixels (nearest upsampling): the normalised map ``D̃`` in
+    :data:`HEAT_CMAP`, the mask over the image (or alone), the comparison with the true mask
+    (if given). Drawing takes milliseconds, so sliders can redraw on every move.
+    """
+    from matplotlib import colormaps
+    from PIL import Image
+
+    m = to_map(result.mask, index)
+    panels = [colormaps[HEAT_CMAP](np.clip(to_map(result.normalized, index), 0, 1))[..., :3],
+              overlay(image, result.mask, index=index) if image is not None else np.repeat(m[..., None], 3, axis=2)]
+    titles = [f"D̃ (κ = {result.clamp_ratio:g})", f"mask (τ = {result.threshold:g}): {m.mean():.0%} of the image"]
+    if true_mask is not None:
+        panels.append(comparison_rgb(result.mask, true_mask, image, index=index))
+        titles.append(f"vs true mask: IoU {mask_iou_of(m, true_mask):.2f}")
+    gap = 6
+    strip = Image.new("RGB", (len(panels) * (panel + gap) - gap, panel), (255, 255, 255))
+    for k, arr in enumerate(panels):
+        tile = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8))
+        strip.paste(tile.resize((panel, panel), resample=Image.NEAREST), (k * (panel + gap), 0))
+    return strip, titles
 
 
 def mask_comparison(pred, true, image=None, *, index: int = 0, title: str | None = None) -> Figure:

@@ -1,0 +1,543 @@
+"""ipywidgets apps for notebooks, thin over the library's pure functions.
+
+* :func:`mask_explorer` — clamp-ratio and threshold sliders over a computed
+  :class:`~diffedit_lab.MaskResult`: every move re-thresholds (``MaskResult.rethreshold``, no
+  model call) and redraws the map → mask → overlay figure.
+* :func:`explorer` — the whole edit: a toy scene (by seed) or an uploaded image, the two texts,
+  the mask settings (the overlay follows the clamp ratio and threshold live), the encoding and
+  decoding settings, and a Run button with a progress bar.
+
+Figures are drawn with :mod:`diffedit_lab.viz` into PNGs and put in ``Output`` widgets by
+replacing their ``outputs`` in one assignment (the same effect as ``clear_output(wait=True)``
+followed by ``display``: no flicker, no ipympl, and it works without a kernel, so the apps can be
+tested headless). Every callback catches its errors and shows a one-line message in the app's
+status line and output area — a bad input never leaves a dead widget.
+
+Each app object exposes ``.controls`` (name → widget), its buttons, ``.output`` and ``.widget``
+(the root box); the object itself displays as its widget.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+import traceback
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import ipywidgets as W
+
+from . import viz
+
+SLOW = dict(continuous_update=False)
+STYLE = {"description_width": "initial"}
+
+
+# --------------------------------------------------------------------------- output helpers
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.get_dpi())
+    return buf.getvalue()
+
+
+def figure_output(fig) -> dict:
+    """A figure as one notebook ``display_data`` output (PNG)."""
+    return {
+        "output_type": "display_data",
+        "data": {"image/png": base64.b64encode(figure_png(fig)).decode("ascii"), "text/plain": repr(fig)},
+        "metadata": {},
+    }
+
+
+def image_output(image) -> dict:
+    """A PIL image as one notebook ``display_data`` output (PNG)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return {
+        "output_type": "display_data",
+        "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": repr(image)},
+        "metadata": {},
+    }
+
+
+def strip_output(image, titles, panel: int) -> dict:
+    """A :func:`~diffedit_lab.viz.mask_strip` picture with its panel titles above, as HTML."""
+    import html
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    caps = "".join(f"<div style='width:{panel}px;font-size:12px;text-align:center'>{html.escape(t)}</div>"
+                   for t in titles)
+    src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    body = f"<div style='display:flex;gap:6px'>{caps}</div><img src='{src}' alt='mask'/>"
+    return {"output_type": "display_data", "data": {"text/html": body, "text/plain": " | ".join(titles)},
+            "metadata": {}}
+
+
+def text_output(text: str, stream: str = "stdout") -> dict:
+    """A line of text as one notebook ``stream`` output."""
+    return {"output_type": "stream", "name": stream, "text": text if text.endswith("\n") else text + "\n"}
+
+
+def show(output: W.Output, *items) -> None:
+    """Replace what ``output`` shows by ``items`` (figures, strings or output dicts), at once."""
+    outs = []
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, dict):
+            outs.append(item)
+        elif isinstance(item, str):
+            outs.append(text_output(item))
+        elif hasattr(item, "save") and hasattr(item, "mode"):  # PIL image
+            outs.append(image_output(item))
+        else:
+            outs.append(figure_output(item))
+    output.outputs = tuple(outs)
+
+
+def error_line(err: BaseException) -> str:
+    """One line for the user: the error's type and first line of message."""
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"⚠ {type(err).__name__}: {msg}" if msg else f"⚠ {type(err).__name__}"
+
+
+class _App:
+    """Shared plumbing: a status line, an output area, safe callbacks, rich display."""
+
+    widget: W.Widget
+    output: W.Output
+    status: W.HTML
+
+    def _report(self, err: BaseException) -> None:
+        line = error_line(err)
+        self.status.value = f"<span style='color:#b00020'>{_escape(line)}</span>"
+        self.last_error = err
+        self.last_traceback = traceback.format_exc()
+        show(self.output, text_output(line, "stderr"))
+
+    def _safe(self, fn: Callable[..., Any]) -> Callable[..., None]:
+        def handler(*args, **kwargs):
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    fn(*args, **kwargs)
+                notes = "; ".join(dict.fromkeys(str(w.message).splitlines()[0] for w in caught))
+                if notes and not self.status.value.startswith("<span style='color:#b00020'>"):
+                    self.status.value += f" <span style='color:#8a6d00'>({_escape(notes)})</span>"
+            except Exception as err:  # shown to the user, never raised into the widget machinery
+                self._report(err)
+
+        return handler
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = _escape(text)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self):  # ipywidgets < 8 / plain IPython
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _float_slider(description, value, lo, hi, step, **kw):
+    return W.FloatSlider(value=float(np.clip(value, lo, hi)), min=lo, max=hi, step=step, description=description,
+                         style=STYLE, readout_format=".2f", **kw)
+
+
+def _int_slider(description, value, lo, hi, **kw):
+    return W.IntSlider(value=int(np.clip(value, lo, hi)), min=lo, max=hi, description=description, style=STYLE, **kw)
+
+
+# --------------------------------------------------------------------------- mask explorer
+
+
+class MaskExplorer(_App):
+    """Clamp ratio κ and threshold τ over a computed mask; the figure follows every move.
+
+    ``.controls``: ``clamp_ratio``, ``threshold``; ``.result``: the re-thresholded
+    ``MaskResult`` now shown; ``.redraws``: how many figures were drawn (no model is called).
+    ``detailed``: draw the full matplotlib figure (``viz.mask_steps``: D, D̃, M, overlay, with
+    colour bars) instead of the fast strip (``viz.mask_strip``: milliseconds a move).
+    """
+
+    def __init__(self, result, image=None, *, true_mask=None, index: int = 0, detailed: bool = False, panel: int = 180):
+        self.base = result
+        self.result = result
+        self.image = image
+        self.true_mask = true_mask
+        self.index = index
+        self.detailed = detailed
+        self.panel = panel
+        self.redraws = 0
+        self.last_error = None
+        self.controls = {
+            "clamp_ratio": _float_slider("clamp ratio κ", result.clamp_ratio, 0.5, 10.0, 0.25),
+            "threshold": _float_slider("threshold τ", result.threshold, 0.05, 0.95, 0.05),
+        }
+        self.status = W.HTML()
+        self.output = W.Output()
+        for w in self.controls.values():
+            w.observe(self._safe(lambda _change: self.update()), names="value")
+        self.widget = W.VBox([W.HBox(list(self.controls.values())), self.status, self.output])
+        self._safe(self.update)()
+
+    def update(self) -> None:
+        """Re-threshold (free) and redraw."""
+        self.result = self.base.rethreshold(
+            clamp_ratio=self.controls["clamp_ratio"].value, threshold=self.controls["threshold"].value
+        )
+        if self.detailed:
+            show(self.output, viz.mask_steps(self.result, self.image, index=self.index, true_mask=self.true_mask))
+        else:
+            strip, titles = viz.mask_strip(self.result, self.image, index=self.index, true_mask=self.true_mask,
+                                           panel=self.panel)
+            show(self.output, strip_output(strip, titles, self.panel))
+        self.redraws += 1
+        area = float(self.result.mask[self.index].mean())
+        text = f"mask covers {area:.0%} of the image"
+        if self.true_mask is not None:
+            text += f" · IoU with the true mask {viz.mask_iou_of(self.result.mask[self.index], self.true_mask):.2f}"
+        self._set_status(text)
+
+
+def mask_explorer(result_or_c, image=None, source=None, target=None, *, true_mask=None, index: int = 0,
+                  detailed: bool = False, **mask_kwargs) -> MaskExplorer:
+    """Sliders for the clamp ratio and threshold of a mask, re-thresholding instantly.
+
+    ``mask_explorer(result, image)`` explores a ``MaskResult`` already computed;
+    ``mask_explorer(c, image, source, target, n=…, seed=…)`` computes it first with
+    :func:`~diffedit_lab.noise_diff_mask` (its keyword arguments pass through).
+    ``true_mask`` (optional, any resolution): shown against the mask, with the IoU.
+    ``detailed``: the full matplotlib figure (slower) instead of the fast strip.
+    """
+    result = result_or_c
+    if not hasattr(result, "rethreshold"):
+        from .mask import noise_diff_mask
+
+        if image is None or target is None:
+            raise ValueError("mask_explorer(c, image, source, target, ...): the image and the texts are needed")
+        mask_kwargs.setdefault("progress", False)
+        result = noise_diff_mask(result_or_c, image, source or "", target, **mask_kwargs)
+    return MaskExplorer(result, image, true_mask=true_mask, index=index, detailed=detailed)
+
+
+# --------------------------------------------------------------------------- the explorer app
+
+
+def fit_to_model(c, image, side: int | None = None):
+    """An image as the model expects it: RGB, centre-cropped to a square and resized to
+    ``side`` pixels (default: the UNet's training size, ``sample_size × vae_scale_factor``)."""
+    from PIL import Image
+
+    from .latents import load_image
+
+    img = load_image(image)
+    if side is None:
+        sample = getattr(c.unet.config, "sample_size", 64)
+        sample = sample[0] if isinstance(sample, (tuple, list)) else sample
+        side = int(sample) * c.vae_scale_factor
+    w, h = img.size
+    s = min(w, h)
+    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    return img.resize((side, side), resample=Image.LANCZOS) if s != side else img
+
+
+def fit_display(image, side: int):
+    """An image nearest-upscaled to ``side`` pixels wide, for display."""
+    from PIL import Image
+
+    from .latents import load_image
+
+    img = load_image(image)
+    return img.resize((side, round(side * img.size[1] / img.size[0])), resample=Image.NEAREST)
+
+
+def uploaded_image(value):
+    """The first file of a ``FileUpload`` value (ipywidgets 8: a tuple of dicts; 7: a dict) as a PIL image."""
+    from PIL import Image
+
+    files = list(value.values()) if isinstance(value, dict) else list(value or ())
+    if not files:
+        return None
+    content = files[0]["content"]
+    with Image.open(io.BytesIO(bytes(content))) as img:
+        img.load()
+        return img.copy()
+
+
+class Explorer(_App):
+    """The DiffEdit explorer (notebook 05). See :func:`explorer`.
+
+    ``.controls``: ``scene``, ``kind``, ``upload``, ``source``, ``target``, ``n``,
+    ``mask_strength``, ``seed``, ``clamp_ratio``, ``threshold``, ``strength``, ``steps``,
+    ``guidance``; ``.run_button``, ``.progress``, ``.status``; ``.mask_output`` (the live mask)
+    and ``.output`` (the edit). State: ``.image``, ``.edit_spec`` (the toy edit, or ``None`` for
+    an upload), ``.mask`` (the ``MaskResult`` at the current κ, τ), ``.result`` (the last
+    ``EditResult``); counters ``.mask_computations``, ``.inversions``, ``.runs``.
+    """
+
+    def __init__(self, c=None, *, scene: int = 0, kind: str | None = "colour", image=None, source: str = "",
+                 target: str = "", auto_mask: bool = True, settings: dict | None = None):
+        from .edit import LIBRARY_DEFAULTS
+
+        self.c = c
+        self.auto_mask = auto_mask
+        self.image = None
+        self._z0 = None
+        self.edit_spec = None
+        self.true_mask = None
+        self._mask_base = None  # MaskResult as computed (before re-thresholding)
+        self.mask = None
+        self._inversion = None
+        self._inversion_key = None
+        self.result = None
+        self.last_error = None
+        self.mask_computations = self.inversions = self.runs = 0
+        self._quiet = False  # set while the app itself changes controls
+
+        s = dict(LIBRARY_DEFAULTS)
+        if c is not None:
+            s.update({k: v for k, v in c.defaults.items() if k in s})
+        s.update(settings or {})
+        self.controls = {
+            "scene": W.BoundedIntText(value=scene, min=0, max=1_000_000, description="toy scene (seed)",
+                                      style=STYLE, layout=W.Layout(width="210px"), **SLOW),
+            "kind": W.Dropdown(options=[("change a colour", "colour"), ("change a shape", "shape")],
+                               value=kind or "colour", description="edit", style=STYLE,
+                               layout=W.Layout(width="220px")),
+            "upload": W.FileUpload(accept="image/*", multiple=False, description="or upload an image"),
+            "source": W.Text(value=source, description="source R", placeholder="a caption of the input (may be empty)",
+                             style=STYLE, layout=W.Layout(width="48%"), **SLOW),
+            "target": W.Text(value=target, description="target Q", placeholder="what it should become",
+                             style=STYLE, layout=W.Layout(width="48%"), **SLOW),
+            "n": _int_slider("noise draws n", s["n"], 1, 20, **SLOW),
+            "mask_strength": _float_slider("mask noise s", s["mask_strength"], 0.1, 0.9, 0.05, **SLOW),
+            "seed": W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", style=STYLE,
+                                     layout=W.Layout(width="160px"), **SLOW),
+            "clamp_ratio": _float_slider("clamp ratio κ", s["clamp_ratio"], 0.5, 10.0, 0.25),
+            "threshold": _float_slider("threshold τ", s["threshold"], 0.05, 0.95, 0.05),
+            "strength": _float_slider("encoding ratio r", s["strength"], 0.1, 1.0, 0.05, **SLOW),
+            "steps": _int_slider("DDIM steps", s["steps"], 2, 100, **SLOW),
+            "guidance": _float_slider("guidance w", s["guidance"], 1.0, 15.0, 0.5, **SLOW),
+        }
+        self.settings = s
+        self.run_button = W.Button(description="Run edit", button_style="primary", icon="play")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="240px"))
+        self.status = W.HTML()
+        self.mask_output = W.Output()
+        self.output = W.Output()
+        ctl = self.controls
+
+        ctl["scene"].observe(self._safe(lambda _: self._on_scene()), names="value")
+        ctl["kind"].observe(self._safe(lambda _: self._on_scene()), names="value")
+        ctl["upload"].observe(self._safe(lambda ch: self._on_upload(ch["new"])), names="value")
+        for name in ("source", "target", "n", "mask_strength", "seed", "steps"):  # the mask's t depends on the steps
+            ctl[name].observe(self._safe(lambda _: self._on_mask_input()), names="value")
+        for name in ("clamp_ratio", "threshold"):
+            ctl[name].observe(self._safe(lambda _: self._on_threshold()), names="value")
+        self.run_button.on_click(self._safe(lambda _b: self.run()))
+
+        head = W.HTML("<b>DiffEdit explorer</b> — the mask follows κ and τ live; "
+                      "<i>Run edit</i> encodes and decodes.")
+        self.widget = W.VBox([
+            head,
+            W.HBox([ctl["scene"], ctl["kind"], ctl["upload"]]),
+            W.HBox([ctl["source"], ctl["target"]]),
+            W.HTML("<b>1 · mask</b> (a model call when these change)"),
+            W.HBox([ctl["n"], ctl["mask_strength"], ctl["seed"]]),
+            W.HTML("<b>mask threshold</b> (instant: no model call)"),
+            W.HBox([ctl["clamp_ratio"], ctl["threshold"]]),
+            self.mask_output,
+            W.HTML("<b>2 · encode and 3 · decode</b>"),
+            W.HBox([ctl["strength"], ctl["steps"], ctl["guidance"]]),
+            W.HBox([self.run_button, self.progress]),
+            self.status,
+            self.output,
+        ])
+        if image is not None:
+            self._safe(self.set_image)(image, source=source, target=target)
+        else:
+            self._safe(self._on_scene)()
+
+    # ----------------------------------------------------------------- model and inputs
+
+    def components(self):
+        """The model (loaded on first use: the embedded toy model when none was given)."""
+        if self.c is None:
+            from .models import load_components
+
+            self._set_status("loading the model …")
+            self.c = load_components()
+        return self.c
+
+    def _on_scene(self) -> None:
+        from .toy.world import make_edit
+
+        spec = make_edit(int(self.controls["scene"].value), self.controls["kind"].value)
+        self.edit_spec = spec
+        self._set_inputs(spec.scene.image, spec.mask, spec.source, spec.target)
+
+    def _on_upload(self, value) -> None:
+        img = uploaded_image(value)
+        if img is None:
+            return
+        self.set_image(img, source=self.controls["source"].value if self.edit_spec is None else "",
+                       target=self.controls["target"].value if self.edit_spec is None else "")
+
+    def set_image(self, image, *, source: str = "", target: str = "", true_mask=None) -> None:
+        """Edit this image (any size: centre-cropped and resized to the model's size)."""
+        img = fit_to_model(self.components(), image)
+        self.edit_spec = None
+        self._set_inputs(img, true_mask, source, target)
+
+    def _set_inputs(self, image, true_mask, source, target) -> None:
+        self.image = image
+        self.true_mask = true_mask
+        self._z0 = None
+        self._inversion = self._inversion_key = None
+        self._mask_base = self.mask = None
+        self.result = None
+        self._quiet = True
+        try:
+            self.controls["source"].value = source
+            self.controls["target"].value = target
+        finally:
+            self._quiet = False
+        show(self.output)
+        self._on_mask_input()
+
+    # ----------------------------------------------------------------- mask
+
+    def _on_mask_input(self) -> None:
+        if self._quiet:
+            return
+        self._mask_base = self.mask = None
+        if self.auto_mask and self.controls["target"].value.strip():
+            self.compute_mask()
+        else:
+            self._draw_input()
+
+    def latents(self):
+        """``z0 = encode(image)`` (the VAE mean, as :func:`~diffedit_lab.edit` uses), cached per image."""
+        from .latents import encode
+
+        if self._z0 is None:
+            self._z0 = encode(self.components(), self.image)
+        return self._z0
+
+    def compute_mask(self):
+        """Step 1 (model calls): the noise-difference mask for the current texts and settings."""
+        from .mask import noise_diff_mask
+
+        ctl = self.controls
+        if not ctl["target"].value.strip():
+            raise ValueError("type a target text Q first")
+        c = self.components()
+        self._set_status("computing the mask …")
+        self._mask_base = noise_diff_mask(
+            c, self.latents(), ctl["source"].value, ctl["target"].value, n=ctl["n"].value,
+            strength=ctl["mask_strength"].value, guidance=ctl["guidance"].value, clamp_ratio=ctl["clamp_ratio"].value,
+            threshold=ctl["threshold"].value, seed=ctl["seed"].value, steps=ctl["steps"].value, progress=False,
+        )
+        self.mask_computations += 1
+        self._on_threshold()
+        return self.mask
+
+    def _on_threshold(self) -> None:
+        if self._mask_base is None:
+            return
+        self.mask = self._mask_base.rethreshold(
+            clamp_ratio=self.controls["clamp_ratio"].value, threshold=self.controls["threshold"].value
+        )
+        strip, titles = viz.mask_strip(self.mask, self.image, true_mask=self.true_mask, panel=160)
+        show(self.mask_output, strip_output(strip, titles, 160))
+        text = f"mask: {float(self.mask.mask[0].mean()):.0%} of the image"
+        if self.true_mask is not None:
+            text += f", IoU with the true mask {viz.mask_iou_of(self.mask.mask[0], self.true_mask):.2f}"
+        self._set_status(text + " — press Run edit")
+
+    def _draw_input(self) -> None:
+        if self.image is not None:
+            show(self.mask_output, fit_display(self.image, 160))
+        self._set_status("type a target text Q" if not self.controls["target"].value.strip() else "")
+
+    # ----------------------------------------------------------------- edit
+
+    def run(self):
+        """Steps 2 and 3: DDIM-encode (cached while r and the steps are unchanged), decode with Q
+        inside the mask; shows input, mask, output and their difference. Returns the ``EditResult``."""
+        from .denoise import masked_denoise
+        from .edit import EditResult
+        from .inversion import ddim_invert
+        from .latents import decode
+
+        ctl = self.controls
+        c = self.components()
+        t0 = time.perf_counter()
+        self.run_button.disabled = True
+        try:
+            if self.mask is None:
+                self.compute_mask()
+            key = (id(self.image), ctl["strength"].value, ctl["steps"].value)
+            from .sampling import strength_steps
+
+            total = strength_steps(ctl["steps"].value, ctl["strength"].value)
+            self.progress.max = 2 * total
+            self.progress.value = 0
+            if self._inversion_key != key:
+                self._set_status(f"DDIM encoding ({total} steps) …")
+                self._inversion = ddim_invert(c, self.latents(), "", strength=ctl["strength"].value, steps=ctl["steps"].value,
+                                              progress=False)
+                self._inversion_key = key
+                self.inversions += 1
+            self.progress.value = total
+            self._set_status(f"decoding with “{ctl['target'].value}” ({total} steps) …")
+
+            def step(i, _t, _z):
+                self.progress.value = total + i + 1
+
+            out = masked_denoise(c, self._inversion, self.mask, ctl["target"].value, guidance=ctl["guidance"].value,
+                                 callback=step, progress=False)
+            images = decode(c, out.latents)
+        finally:
+            self.run_button.disabled = False
+        settings = {k: w.value for k, w in ctl.items() if k not in ("upload",)}
+        self.result = EditResult(image=images[0], images=images, mask=self.mask, inversion=self._inversion,
+                                 latents=out.latents, trajectory=out.trajectory, settings=settings)
+        self.runs += 1
+        lines = [f"done in {time.perf_counter() - t0:.1f} s"]
+        if self.edit_spec is not None:
+            from .toy.checker import check_edit
+
+            made, kept = check_edit(self.result.image, self.edit_spec)
+            lines.append(f"toy checker: target object {'✓' if made else '✗'}, other object kept {'✓' if kept else '✗'}")
+        show(self.output, viz.edit_figure(self.image, self.result, true_mask=self.true_mask), " · ".join(lines))
+        self._set_status(" · ".join(lines))
+        return self.result
+
+
+def explorer(c=None, **kwargs) -> Explorer:
+    """The DiffEdit explorer: pick a toy scene (seed, colour or shape edit) or upload an image,
+    type the source and target texts, set the mask (n, noise s, seed) and watch it follow the
+    clamp ratio and threshold live; set the encoding ratio, DDIM steps and guidance, and Run.
+
+    ``c``: a :class:`~diffedit_lab.Components`; ``None`` loads the embedded toy model on first use.
+    Keyword arguments: ``scene``, ``kind``, ``image`` (start from this image instead of a scene),
+    ``source``, ``target``, ``auto_mask`` (recompute the mask when its inputs change; default
+    True — cheap on the toy model), ``settings`` (initial slider values, e.g. ``{"steps": 20}``).
+    """
+    return Explorer(c, **kwargs)

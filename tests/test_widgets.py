@@ -1,0 +1,280 @@
+"""diffedit_lab.widgets, headless: build each app on the tiny random model, move every control
+over its range, click every button; outputs change, nothing raises, errors land in the output area."""
+
+from __future__ import annotations
+
+import datetime
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffedit_lab import widgets
+
+pytestmark = pytest.mark.widgets
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+SMALL = {"n": 2, "steps": 4, "strength": 0.5}  # keep the tiny model's runs short
+
+
+def outputs(out) -> str:
+    """A hashable fingerprint of what an Output widget shows."""
+    return repr(out.outputs)
+
+
+def kinds(out) -> list[str]:
+    return [o.get("name") or next(iter(o.get("data", {"": 0}))) for o in out.outputs]
+
+
+def sweep(control):
+    """Values across a control's whole range: both ends and the middle."""
+    lo, hi = control.min, control.max
+    mid = lo + (hi - lo) / 2
+    if isinstance(control.value, int):
+        mid = int(mid)
+    return [lo, mid, hi]
+
+
+@pytest.fixture(scope="module")
+def image32():
+    yy, xx = np.mgrid[:32, :32]
+    img = np.full((32, 32, 3), 230, np.uint8)
+    img[(yy - 16) ** 2 + (xx - 12) ** 2 < 50] = (215, 40, 40)
+    return Image.fromarray(img)
+
+
+@pytest.fixture(scope="module")
+def mask_result(tiny_components, image32):
+    from diffedit_lab import noise_diff_mask
+
+    return noise_diff_mask(tiny_components, image32, "red circle", "blue circle", n=3, seed=1, steps=10,
+                           progress=False)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_show_replaces_outputs_at_once():
+    from matplotlib.figure import Figure
+
+    out = widgets.W.Output()
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    widgets.show(out, fig, "hello", None)
+    assert kinds(out) == ["image/png", "stdout"]
+    assert out.outputs[0]["data"]["image/png"]  # base64 PNG
+    widgets.show(out)
+    assert out.outputs == ()
+
+
+def test_error_line():
+    assert widgets.error_line(ValueError("bad value\nmore")) == "⚠ ValueError: bad value"
+    assert widgets.error_line(KeyError()) == "⚠ KeyError"
+
+
+# --------------------------------------------------------------------------- mask explorer
+
+
+def test_mask_explorer_rethresholds_without_model(mask_result, image32, monkeypatch):
+    truth = np.zeros((32, 32), bool)
+    truth[8:24, 4:20] = True
+    app = widgets.mask_explorer(mask_result, image32, true_mask=truth)
+    assert set(app.controls) == {"clamp_ratio", "threshold"}
+    assert app.redraws == 1 and kinds(app.output) == ["text/html"]
+    assert "IoU" in app.status.value and "IoU" in app.output.outputs[0]["data"]["text/plain"]
+
+    import diffedit_lab.mask as mask_module
+
+    def no_model(*a, **k):
+        raise AssertionError("re-thresholding must not call the model")
+
+    monkeypatch.setattr(mask_module, "noise_diff_mask", no_model)
+    seen = {outputs(app.output)}
+    for name, control in app.controls.items():
+        for value in sweep(control):
+            control.value = value
+            assert getattr(app.result, name) == pytest.approx(control.value)
+            seen.add(outputs(app.output))
+    assert app.redraws == 1 + 6
+    assert len(seen) > 2  # the figure changed
+    assert app.last_error is None
+    # the shown mask is the library's re-threshold of the same maps
+    expected = mask_result.rethreshold(clamp_ratio=app.controls["clamp_ratio"].value,
+                                       threshold=app.controls["threshold"].value)
+    assert torch.equal(app.result.mask, expected.mask)
+
+
+def test_mask_explorer_computes_from_components(tiny_components, image32):
+    app = widgets.mask_explorer(tiny_components, image32, "red circle", "blue circle", n=2, seed=0, steps=10)
+    assert app.result.n == 2 and kinds(app.output) == ["text/html"]
+    detailed = widgets.mask_explorer(app.result, image32, detailed=True)  # the matplotlib figure
+    assert kinds(detailed.output) == ["image/png"]
+    with pytest.raises(ValueError):
+        widgets.mask_explorer(tiny_components, image32)
+
+
+def test_mask_explorer_shows_errors(mask_result, image32, monkeypatch):
+    app = widgets.mask_explorer(mask_result, image32)
+
+    def broken(*a, **k):
+        raise RuntimeError("drawing failed\nsecond line")
+
+    monkeypatch.setattr(widgets.viz, "mask_strip", broken)
+    app.controls["threshold"].value = 0.3  # must not raise
+    assert "RuntimeError: drawing failed" in app.status.value
+    assert app.output.outputs[-1]["name"] == "stderr"
+    assert "second line" not in app.output.outputs[-1]["text"]
+
+
+# --------------------------------------------------------------------------- explorer
+
+
+@pytest.fixture()
+def app(tiny_components):
+    return widgets.explorer(tiny_components, scene=3, settings=SMALL)
+
+
+def test_explorer_starts_on_a_toy_scene(app):
+    assert app.image is not None and app.edit_spec is not None
+    assert app.controls["source"].value == app.edit_spec.source
+    assert app.controls["target"].value == app.edit_spec.target
+    assert app.mask is not None and app.mask_computations == 1
+    assert kinds(app.mask_output) == ["text/html"]
+    assert app.last_error is None and "IoU" in app.status.value
+    expected = {"scene", "kind", "upload", "source", "target", "n", "mask_strength", "seed", "clamp_ratio",
+                "threshold", "strength", "steps", "guidance"}
+    assert set(app.controls) == expected
+
+
+def test_explorer_threshold_sliders_are_free(app):
+    before = app.mask_computations
+    seen = {outputs(app.mask_output)}
+    for name in ("clamp_ratio", "threshold"):
+        for value in sweep(app.controls[name]):
+            app.controls[name].value = value
+            seen.add(outputs(app.mask_output))
+            assert getattr(app.mask, name) == pytest.approx(value)
+    assert app.mask_computations == before  # no model call
+    assert len(seen) > 2 and app.last_error is None
+
+
+@pytest.mark.parametrize("name", ["n", "mask_strength", "seed", "steps"])
+def test_explorer_mask_inputs_recompute(app, name):
+    control = app.controls[name]
+    app.controls["steps"].value = 20  # so that every mask strength covers a DDIM step
+    values = sweep(control) if name != "seed" else [1, 12345]
+    if name == "steps":  # keep the tiny model's mask timestep well defined and quick
+        values = [control.min, 10, 25]
+    for value in values:
+        before, changed = app.mask_computations, control.value != value
+        control.value = value
+        assert app.mask_computations == before + changed, name
+        assert app.last_error is None, app.last_error
+    if name == "n":
+        assert app.mask.n == control.value
+
+
+def test_explorer_scene_and_kind(app):
+    old = app.image
+    app.controls["scene"].value = 7
+    assert app.image is not old and app.controls["target"].value == app.edit_spec.target
+    app.controls["kind"].value = "shape"
+    assert app.edit_spec.kind == "shape"
+    app.controls["scene"].value = app.controls["scene"].max  # extreme seeds are fine too
+    assert app.last_error is None
+
+
+def test_explorer_texts(app):
+    app.controls["source"].value = ""  # the empty reference is allowed
+    assert app.last_error is None and app.mask.n == SMALL["n"]
+    app.controls["target"].value = ""
+    assert app.mask is None and "target" in app.status.value  # asks for Q, no error
+    app.run_button.click()  # running without Q: a message, not an exception
+    assert "⚠ ValueError" in app.status.value and app.output.outputs[-1]["name"] == "stderr"
+    app.controls["target"].value = "a blue circle"
+    assert app.mask is not None
+
+
+def test_explorer_run_matches_edit(app, tiny_components):
+    from diffedit_lab import edit
+
+    app.run_button.click()
+    assert app.last_error is None, app.last_traceback
+    assert app.runs == 1 and app.inversions == 1
+    assert kinds(app.output) == ["image/png", "stdout"]
+    assert "toy checker" in app.output.outputs[1]["text"]
+    assert app.progress.value == app.progress.max
+    ctl = app.controls
+    ref = edit(tiny_components, app.image, ctl["source"].value, ctl["target"].value, n=ctl["n"].value,
+               mask_strength=ctl["mask_strength"].value, clamp_ratio=ctl["clamp_ratio"].value,
+               threshold=ctl["threshold"].value, strength=ctl["strength"].value, steps=ctl["steps"].value,
+               guidance=ctl["guidance"].value, seed=ctl["seed"].value, progress=False)
+    assert torch.allclose(app.result.latents, ref.latents, atol=1e-5)
+
+
+def test_explorer_run_sweeps_and_caches(app):
+    app.run_button.click()
+    first = outputs(app.output)
+    for value in sweep(app.controls["guidance"]):
+        app.controls["guidance"].value = value
+        app.run_button.click()
+    assert app.inversions == 1  # guidance does not change the encoding: cached
+    for value in (0.25, app.controls["strength"].max):
+        app.controls["strength"].value = value
+        app.run_button.click()
+    assert app.inversions == 3 and app.runs == 6
+    assert outputs(app.output) != first and app.last_error is None, app.last_traceback
+    assert not app.run_button.disabled
+
+
+def test_explorer_too_small_strength_is_a_message(app):
+    app.controls["steps"].value = 2
+    app.controls["strength"].value = app.controls["strength"].min  # 2 × 0.1 covers no DDIM step
+    app.run_button.click()
+    assert "⚠ ValueError" in app.status.value and not app.run_button.disabled
+
+
+def test_explorer_upload(app):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 80, 3), dtype=np.uint8)).save(buf, "PNG")
+    data = buf.getvalue()
+    app.controls["upload"].value = ({"name": "x.png", "type": "image/png", "size": len(data),
+                                     "content": memoryview(data), "last_modified": NOW},)
+    assert app.edit_spec is None and app.true_mask is None
+    side = app.c.unet.config.sample_size * app.c.vae_scale_factor
+    assert app.image.size == (side, side)  # centre-cropped square at the model's size
+    assert app.mask is None  # the scene's texts were cleared: type Q
+    app.controls["target"].value = "a red circle"
+    app.run_button.click()
+    assert app.last_error is None and "toy checker" not in app.status.value
+    app.controls["upload"].value = ({"name": "bad.png", "type": "image/png", "size": 3,
+                                     "content": memoryview(b"abc"), "last_modified": NOW},)
+    assert "⚠" in app.status.value  # not an image: a message
+
+
+def test_explorer_without_model_reports(monkeypatch):
+    import diffedit_lab.models as models
+
+    def missing(*a, **k):
+        raise models.ModelNotFoundError("no model here")
+
+    monkeypatch.setattr(models, "load_components", missing)
+    app = widgets.explorer()  # the widget is built all the same
+    assert "ModelNotFoundError: no model here" in app.status.value
+    app.run_button.click()
+    assert "ModelNotFoundError" in app.output.outputs[-1]["text"]
+    assert app.widget.children  # still a live widget
+
+
+def test_fit_to_model(tiny_components):
+    img = Image.new("RGBA", (90, 40), (255, 0, 0, 128))
+    out = widgets.fit_to_model(tiny_components, img)
+    assert out.mode == "RGB" and out.size == (32, 32)
+    assert widgets.fit_to_model(tiny_components, img, side=16).size == (16, 16)
+    assert widgets.uploaded_image(()) is None
