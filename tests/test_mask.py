@@ -1,0 +1,123 @@
+"""noise_diff_mask: every intermediate, re-thresholding, mask images, seeds, guidance rows."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import diffedit_lab.mask as mask_module
+from diffedit_lab import MaskResult, encode, noise_diff_mask
+
+SOURCE, TARGET = "a red circle", "a blue square"
+
+
+@pytest.fixture(scope="module")
+def z0(tiny_components):
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    return encode(tiny_components, Image.fromarray((rng.rand(32, 48, 3) * 255).astype(np.uint8)))
+
+
+@pytest.fixture(scope="module")
+def result(tiny_components, z0) -> MaskResult:
+    return noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, clamp_ratio=1.5, seed=0, progress=False)
+
+
+def test_intermediates_follow_the_equations(result, z0):
+    r = result
+    assert r.noisy_latents.shape == r.source_noise.shape == r.target_noise.shape == (1, 3, 4, 16, 24)
+    assert r.differences.shape == (1, 3, 16, 24)
+    assert r.difference.shape == r.normalized.shape == r.mask.shape == (1, 16, 24)
+    per_draw = (r.target_noise - r.source_noise).abs().mean(2)  # D^(i): mean over channels
+    assert torch.allclose(r.differences, per_draw, atol=1e-6)
+    assert torch.allclose(r.difference, per_draw.mean(1), atol=1e-6)  # D: mean over draws
+    bound = 1.5 * r.difference.mean()
+    assert torch.allclose(r.normalized, r.difference.clamp(max=bound) / bound, atol=1e-6)
+    assert torch.equal(r.mask, (r.normalized > 0.5).float())
+    assert 0 < r.mask.mean() < 1
+    assert r.n == 3 and r.timestep == 481 and r.image_size == (48, 32)
+
+
+def test_draws_are_distinct_noisings_of_z0(tiny_components, result, z0):
+    draws = result.noisy_latents[0]
+    assert not torch.equal(draws[0], draws[1])
+    alpha = tiny_components.scheduler.alphas_cumprod[result.timestep]
+    noise = (draws - alpha.sqrt() * z0) / (1 - alpha).sqrt()  # z_t = √ᾱ z0 + √(1−ᾱ) ξ
+    assert abs(noise.std().item() - 1) < 0.1 and abs(noise.mean().item()) < 0.1
+
+
+def test_rethreshold_needs_no_model_and_is_monotonic(result, monkeypatch):
+    monkeypatch.setattr(mask_module, "unet_output", None)  # any model call would fail
+    low, high = result.rethreshold(threshold=0.3), result.rethreshold(threshold=0.7)
+    assert torch.equal(result.rethreshold().mask, result.mask)
+    assert (low.mask >= result.mask).all() and (high.mask <= result.mask).all()
+    assert low.mask.sum() > high.mask.sum()
+    wider = result.rethreshold(clamp_ratio=3.0)
+    assert wider.clamp_ratio == 3.0 and wider.threshold == result.threshold
+    assert torch.equal(wider.difference, result.difference) and wider.mask.sum() <= result.mask.sum()
+
+
+def test_rethreshold_is_fast_for_a_64x64_map(result):
+    big = MaskResult(**{**result.__dict__, "difference": torch.rand(1, 64, 64)})
+    big.rethreshold(threshold=0.4)
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        big.rethreshold(threshold=0.4, clamp_ratio=2.0)
+        times.append(time.perf_counter() - start)
+    assert sorted(times)[len(times) // 2] < 0.02
+
+
+def test_to_image_is_a_binary_l_image_at_image_size(result):
+    img = result.to_image()
+    assert img.mode == "L" and img.size == (48, 32)
+    arr = np.asarray(img)
+    assert set(np.unique(arr)) <= {0, 255}
+    assert np.array_equal(arr[::2, ::2] > 0, result.mask[0].numpy() > 0)
+    assert result.to_image(size=(96, 64)).size == (96, 64)
+
+
+def test_same_seed_same_mask_other_seed_other_draws(tiny_components, z0, result):
+    again = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, clamp_ratio=1.5, seed=0, progress=False)
+    assert torch.equal(again.difference, result.difference)
+    other = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, clamp_ratio=1.5, seed=1, progress=False)
+    assert not torch.equal(other.noisy_latents, result.noisy_latents)
+
+
+def test_guidance_cancels_with_equal_negatives(tiny_components, z0, result):
+    """ε̂(Q) − ε̂(R) = w·(ε(Q) − ε(R)): D scales with w, D̃ does not."""
+    other = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, clamp_ratio=1.5, guidance=2.0, seed=0,
+                            progress=False)
+    assert torch.allclose(other.difference * 7.5 / 2.0, result.difference, rtol=1e-3, atol=1e-5)
+    assert torch.allclose(other.normalized, result.normalized, atol=1e-4)
+
+
+def test_three_rows_equal_four_rows(tiny_components, z0, monkeypatch):
+    """[∅, R, Q] gives the numbers of diffusers' [∅, R, ∅, Q] (the shared ∅ row is reused)."""
+    calls = []
+    real = mask_module.unet_output
+    monkeypatch.setattr(mask_module, "unet_output", lambda c, z, t, e: calls.append(len(z)) or real(c, z, t, e))
+    kw = dict(n=2, seed=0, progress=False)
+    three = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, **kw)
+    # a different-but-equivalent negative text object forces the 4-row path
+    four = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, target_negative_prompt=[""], **kw)
+    unguided = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, guidance=1.0, **kw)
+    assert calls == [6, 8, 4]
+    assert torch.allclose(three.difference, four.difference, atol=1e-6)
+    assert torch.allclose(three.source_noise, four.source_noise, atol=1e-5)
+    assert not torch.allclose(unguided.difference, three.difference)
+
+
+def test_image_input_and_list_prompts(tiny_components, tiny_image):
+    r = noise_diff_mask(tiny_components, tiny_image, "", ["a blue square", "a blue star"], n=2, seed=0,
+                        progress=False)
+    assert r.mask.shape == (1, 16, 16) and torch.isfinite(r.difference).all()
+
+
+def test_v_prediction_model(tiny_components_v, tiny_image):
+    r = noise_diff_mask(tiny_components_v, tiny_image, SOURCE, TARGET, n=2, clamp_ratio=1.5, seed=0, progress=False)
+    assert torch.isfinite(r.difference).all() and 0 < r.mask.mean() < 1
