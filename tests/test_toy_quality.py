@@ -1,0 +1,61 @@
+"""The quality script without a model: held-out data, bars and the printed table."""
+
+from __future__ import annotations
+
+import math
+
+from diffedit_lab.toy import quality as q
+
+
+def test_held_out_data_never_uses_training_seeds():
+    assert q.HELD_OUT_SEED >= 10_000_000
+    edits = q.held_out_edits(6)
+    assert [e.kind for e in edits] == ["shape", "colour"] * 3
+    assert [s.caption for s in q.held_out_scenes(3)] == [s.caption for s in q.held_out_scenes(3)]
+
+
+def test_bars():
+    bar = q.Bar(0.6, ">=")
+    assert bar.passed(0.6) and not bar.passed(0.59) and bar.passed(float("nan")) is False
+    assert q.Bar(1.0, "<=").passed(0.5) and not q.Bar(1.0, "<=").passed(1.5)
+    assert q.Bar().passed(0.1) is None
+    metrics = dict(t2i_all_ok=0.75, mask_iou=0.5, background_psnr=31.0, seconds_per_edit=2.0)
+    assert q.failed_bars(metrics) == ["mask_iou"]
+    bars = {f.key: f.bar for f in q.FIGURES if f.bar.op}
+    assert {k: b.threshold for k, b in bars.items()} == dict(
+        t2i_all_ok=0.70, mask_iou=0.60, background_psnr=30.0, edit_success=0.80, untouched_kept=0.90
+    )
+
+
+def test_format_value():
+    assert q.format_value(0.734, "%") == "73.4 %"
+    assert q.format_value(31.456, "dB") == "31.46 dB"
+    assert q.format_value(1.5, "s") == "1.50 s"
+    assert q.format_value(0.61234, "") == "0.612"
+    assert q.format_value(float("nan"), "%") == "—" and q.format_value(None, "") == "—"
+
+
+def test_format_table():
+    metrics = dict(t2i_all_ok=0.75, mask_iou=0.5, seconds_per_edit=2.0)
+    lines = q.format_table(metrics).splitlines()
+    assert len(lines) == 2 + 3  # header, rule, one line per figure present
+    assert lines[0].split() == ["figure", "value", "bar", "ok"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    t2i, iou, secs = lines[2:]
+    assert "75.0 %" in t2i and ">= 70.0 %" in t2i and t2i.endswith("PASS")
+    assert "0.500" in iou and ">= 0.600" in iou and iou.endswith("FAIL")
+    assert secs.endswith("2.00 s")  # no bar, no verdict
+    assert len({len(line) for line in lines[:4]}) == 1  # columns aligned
+
+
+def test_mean_of_ignores_nan():
+    rows = [dict(x=1.0), dict(x=float("nan")), dict(x=3.0)]
+    assert q.mean_of(rows, "x") == 2.0
+    assert math.isnan(q.mean_of([dict(x=float("nan"))], "x"))
+
+
+def test_parse_args():
+    a = q.parse_args(["--quick", "--json", "out.json"])
+    assert (a.scenes, a.edits, a.steps) == (8, 8, 20) and str(a.json) == "out.json" and not a.strict
+    a = q.parse_args([])
+    assert a.seed == q.HELD_OUT_SEED and a.steps == 50 and a.model is None
