@@ -68,9 +68,12 @@ git-filter: $(STAMP)
 		$(BIN)/nbstripout --install --attributes .gitattributes; \
 	fi
 
+# Jupyter refuses to start as root (containers, CI machines) unless told to.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP) git-filter
 	@mkdir -p notebooks
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(AS_ROOT) $(LAB_ARGS)
 
 test: test-unit test-notebooks
 
