@@ -9,7 +9,7 @@ dataclass that a notebook can plot. Only ``models`` decides the device and dtype
 """
 
 from .denoise import DenoiseResult, as_latent_mask, encode_decode, masked_denoise, sdedit
-from .edit import LIBRARY_DEFAULTS, EditResult, edit
+from .edit import LIBRARY_DEFAULTS, EditResult, EditSession, edit
 from .inversion import Inversion, ddim_invert
 from .latents import decode, encode, encode_prompt, load_image
 from .mask import MaskResult, noise_diff_mask
@@ -27,6 +27,7 @@ __all__ = [
     "Components",
     "DenoiseResult",
     "EditResult",
+    "EditSession",
     "Inversion",
     "MaskResult",
     "ModelNotFoundError",
