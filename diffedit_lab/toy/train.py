@@ -103,7 +103,16 @@ def save_state(path: Path, **state) -> None:
     tmp.replace(path)
 
 
-def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int):
+def random_crops(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    """One random ``size``×``size`` crop per image (the VAE is convolutional: crops train it
+    as well as whole images, at a fraction of the cost)."""
+    if size >= x.shape[-1]:
+        return x
+    ii, jj = torch.randint(0, x.shape[-1] - size + 1, (2, len(x)), generator=g).tolist()
+    return torch.stack([im[:, a : a + size, b : b + size] for im, a, b in zip(x, ii, jj)])
+
+
+def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, crop: int = 32):
     """Phase 1; returns the trained VAE with its scaling factor set."""
     vae = vae_model()
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
@@ -118,7 +127,7 @@ def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int):
         lr = 1e-3 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for group in opt.param_groups:
             group["lr"] = lr
-        x = to_tensor(images[torch.randint(len(images), (batch,), generator=g).numpy()])
+        x = random_crops(to_tensor(images[torch.randint(len(images), (batch,), generator=g).numpy()]), crop, g)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(g)).sample
         loss = (recon - x).abs().mean() + 1e-6 * posterior.kl().mean()
@@ -143,6 +152,15 @@ def encode_all(vae, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         d = vae.encode(to_tensor(images[i : i + 512])).latent_dist
         means.append(d.mean), stds.append(d.std)
     return torch.cat(means), torch.cat(stds)
+
+
+def cached(path: Path, make):
+    """``make()``, saved to ``path`` the first time and loaded from it afterwards."""
+    if path.exists():
+        return torch.load(path)
+    value = make()
+    torch.save(value, path)
+    return value
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -246,7 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scenes", type=int, default=30_000)
     p.add_argument("--vae-steps", type=int, default=1500)
     p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--vae-crop", type=int, default=32, help="train the VAE on random crops")
     p.add_argument("--unet-steps", type=int, default=4000)
+    p.add_argument("--unet-scenes", type=int, default=16_000, help="scenes encoded for phase 2")
     p.add_argument("--batch", type=int, default=48)
     p.add_argument("--export-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -254,16 +274,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="a few steps on a few scenes (CI)")
     a = p.parse_args(argv)
     if a.quick:
-        a.scenes, a.vae_steps, a.unet_steps, a.batch, a.vae_batch = 64, 3, 3, 4, 4
+        a.scenes, a.unet_scenes, a.vae_steps, a.unet_steps, a.batch, a.vae_batch = 64, 64, 3, 3, 4, 4
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     a.out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_clip_tokenizer(WORDS, a.out / "tokenizer", model_max_length=MAX_LENGTH)
     images, captions = dataset(a.scenes, a.seed, a.out / f"scenes_{a.scenes}.npz")
-    vae = train_vae(images, a.out, a.vae_steps, a.vae_batch, a.seed)
+    vae = train_vae(images, a.out, a.vae_steps, a.vae_batch, a.seed, a.vae_crop)
     vae.requires_grad_(False)
-    latents = encode_all(vae, images)
+    latents = cached(a.out / f"latents_{a.unet_scenes}.pt", lambda: encode_all(vae, images[: a.unet_scenes]))
+    captions = captions[: a.unet_scenes]
     train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
                a.export_every, a.export)
     if a.export:
