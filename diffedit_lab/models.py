@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,14 @@ class Components:
         )
 
 
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
 def default_device() -> torch.device:
-    """The best available device: CUDA, then Apple MPS, then CPU."""
+    """``$DIFFEDIT_DEVICE`` if set, else the best available device: CUDA, then Apple MPS, then CPU."""
+    if os.environ.get("DIFFEDIT_DEVICE"):
+        return torch.device(os.environ["DIFFEDIT_DEVICE"])
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -91,7 +98,12 @@ def default_device() -> torch.device:
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """float16 on CUDA (half the memory, tensor cores), float32 on CPU and MPS."""
+    """``$DIFFEDIT_DTYPE`` if set, else float16 on CUDA (half the memory) and float32 on CPU/MPS."""
+    name = os.environ.get("DIFFEDIT_DTYPE", "").strip().lower()
+    if name:
+        if name not in DTYPES:
+            raise ValueError(f"DIFFEDIT_DTYPE={name!r}: expected one of {sorted(DTYPES)}")
+        return DTYPES[name]
     return torch.float16 if torch.device(device).type == "cuda" else torch.float32
 
 
@@ -178,8 +190,9 @@ def load_components(model=None, *, device=None, dtype=None) -> Components:
     folder, a hub id that is already in the local Hugging Face cache (nothing is downloaded),
     or a ``StableDiffusionPipeline`` (its modules are reused, and moved to ``device``).
 
-    ``device`` defaults to :func:`default_device`; ``dtype`` to float16 on CUDA and float32
-    elsewhere. The VAE always stays float32 (fp16 overflows in the SD VAE). DDIM and inverse
+    ``device`` defaults to :func:`default_device` (``$DIFFEDIT_DEVICE``, else CUDA > MPS > CPU);
+    ``dtype`` to ``$DIFFEDIT_DTYPE``, else float16 on CUDA and float32 elsewhere (a string such
+    as ``"float16"`` is accepted too). The VAE always stays float32 (fp16 overflows in the SD VAE). DDIM and inverse
     DDIM schedulers are built from the checkpoint's scheduler config, whatever scheduler it
     ships with. All networks are put in eval mode.
     """
@@ -211,6 +224,10 @@ def load_components(model=None, *, device=None, dtype=None) -> Components:
         )
 
     device = torch.device(device) if device is not None else default_device()
+    if isinstance(dtype, str):
+        if dtype.lower() not in DTYPES:
+            raise ValueError(f"`dtype`={dtype!r}: expected a torch dtype or one of {sorted(DTYPES)}")
+        dtype = DTYPES[dtype.lower()]
     dtype = dtype if dtype is not None else default_dtype(device)
     vae = _place(parts["vae"], device, torch.float32)
     unet = _place(parts["unet"], device, dtype)

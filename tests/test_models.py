@@ -66,9 +66,25 @@ def test_cached_hub_id_loads_without_network(monkeypatch, tmp_path, tiny_model_d
     assert c.name == "someone/tiny-sd" and c.latent_channels == 4
 
 
-def test_default_device_is_cpu_without_accelerator():
+def test_default_device_and_dtype(monkeypatch):
+    monkeypatch.delenv("DIFFEDIT_DEVICE", raising=False)
+    monkeypatch.delenv("DIFFEDIT_DTYPE", raising=False)
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert default_device().type == expected
+    assert models.default_dtype(torch.device("cuda")) == torch.float16
+    assert models.default_dtype(torch.device("cpu")) == torch.float32
+
+
+def test_environment_overrides_device_and_dtype(monkeypatch, tiny_model_dir):
+    monkeypatch.setenv("DIFFEDIT_DEVICE", "cpu")
+    monkeypatch.setenv("DIFFEDIT_DTYPE", "bfloat16")
+    assert default_device() == torch.device("cpu")
+    c = load_components(tiny_model_dir)
+    assert c.dtype == c.unet.dtype == torch.bfloat16 and c.vae.dtype == torch.float32
+    assert load_components(tiny_model_dir, dtype="float32").dtype == torch.float32
+    monkeypatch.setenv("DIFFEDIT_DTYPE", "float8")
+    with pytest.raises(ValueError, match="DIFFEDIT_DTYPE='float8'"):
+        load_components(tiny_model_dir)
 
 
 def test_half_precision_keeps_the_vae_in_float32(tiny_model_dir, tiny_image):
