@@ -153,22 +153,31 @@ def test_dev_extra_has_the_test_tools():
 
 
 # ---------------------------------------------------------------- binder conventions
+def executable_script(path: Path, shebang: str = "#!") -> str:
+    """The text of a script that must start with ``shebang`` and be executable (also in git)."""
+    text = path.read_text()
+    assert text.startswith(shebang), f"{path} must start with {shebang!r}"
+    assert os.stat(path).st_mode & stat.S_IXUSR, f"{path} is not executable"
+    rel = path.relative_to(ROOT).as_posix()
+    tracked = subprocess.run(["git", "ls-files", "-s", rel], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode == 0 and tracked.stdout:
+        assert tracked.stdout.startswith("100755"), f"commit {rel} as executable"
+    return text
+
+
 def test_binder_postbuild_installs_the_package_without_dependencies():
-    post = ROOT / "binder" / "postBuild"
-    text = post.read_text()
-    assert text.startswith("#!")
+    text = executable_script(ROOT / "binder" / "postBuild")
     assert re.search(r"^set -e", text, re.M)
     assert re.search(r"^python -m pip install --no-deps -e \.$", text, re.M)
-    assert os.access(post, os.X_OK)
 
 
 def test_binder_start_hands_over():
     start = ROOT / "binder" / "start"
     if not start.exists():
         pytest.skip("no binder/start")
-    lines = [ln.strip() for ln in start.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    text = executable_script(start)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[-1] == 'exec "$@"'
-    assert os.access(start, os.X_OK)
 
 
 # ---------------------------------------------------------------- package data
@@ -230,15 +239,9 @@ def test_wheel_contains_the_model_folder_and_the_console_script(tmp_path):
 
 # ---------------------------------------------------------------- make, CI, notebooks tooling
 def test_ci_runs_make_test():
-    ci = ROOT / ".ci" / "run"
-    text = ci.read_text()
-    assert text.startswith("#!/usr/bin/env bash\n")
+    text = executable_script(ROOT / ".ci" / "run", "#!/usr/bin/env bash\n")
     assert re.search(r"^set -euo pipefail$", text, re.M)
     assert re.search(r"^make\b[^\n#]*\btest\b", text, re.M)
-    assert os.stat(ci).st_mode & stat.S_IXUSR
-    tracked = subprocess.run(["git", "ls-files", "-s", ".ci/run"], cwd=ROOT, capture_output=True, text=True)
-    if tracked.returncode == 0 and tracked.stdout:
-        assert tracked.stdout.startswith("100755"), "commit .ci/run as executable"
 
 
 def make_dry_run(*args: str) -> str:
