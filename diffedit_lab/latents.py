@@ -89,17 +89,28 @@ def fit_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
     return tuple(max(factor, s - s % factor) for s in size)
 
 
+def _warn_resized(size, new_size, factor: int) -> None:
+    warnings.warn(
+        f"image size {tuple(size)} (width, height) is not a multiple of the VAE factor {factor}: "
+        f"resized to {tuple(new_size)}.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def image_to_tensor(c: Components, image) -> torch.Tensor:
     """Images → a (B, 3, H, W) float32 tensor in [-1, 1] on ``c.device``: ``x = 2·pixels/255 − 1``.
 
     ``image``: one image or a list of images of the same size. A (B, 3, H, W) tensor is taken
-    as is (already in [-1, 1]).
+    as is (already in [-1, 1]; resized with bicubic antialiasing if its size needs it).
     """
     if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[1] == 3:
-        pixels = image.float()
-        if pixels.shape[-2] % c.vae_scale_factor or pixels.shape[-1] % c.vae_scale_factor:
-            raise ValueError(f"`image`: tensor height and width must be multiples of {c.vae_scale_factor}, got {tuple(image.shape)}.")
-        return pixels.to(c.device)
+        pixels = image.float().to(c.device)
+        width, height = fit_size((pixels.shape[-1], pixels.shape[-2]), c.vae_scale_factor)
+        if (height, width) != tuple(pixels.shape[-2:]):
+            _warn_resized(tuple(pixels.shape[-1:-3:-1]), (width, height), c.vae_scale_factor)
+            pixels = torch.nn.functional.interpolate(pixels, (height, width), mode="bicubic", antialias=True)
+        return pixels
     images = [load_image(i) for i in (image if isinstance(image, (list, tuple)) else [image])]
     if not images:
         raise ValueError("`image`: got an empty list.")
@@ -107,11 +118,7 @@ def image_to_tensor(c: Components, image) -> torch.Tensor:
         raise ValueError(f"`image`: all images of a batch must have the same size, got {[i.size for i in images]}.")
     size = fit_size(images[0].size, c.vae_scale_factor)
     if size != images[0].size:
-        warnings.warn(
-            f"image size {images[0].size} is not a multiple of the VAE factor {c.vae_scale_factor}: resized to {size}.",
-            UserWarning,
-            stacklevel=3,
-        )
+        _warn_resized(images[0].size, size, c.vae_scale_factor)
         images = [i.resize(size, resample=Image.LANCZOS) for i in images]
     arr = np.stack([np.asarray(i, dtype=np.float32) / 255.0 for i in images])
     return (2.0 * torch.from_numpy(arr).permute(0, 3, 1, 2) - 1.0).to(c.device)

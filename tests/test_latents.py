@@ -55,6 +55,9 @@ def test_size_not_a_multiple_of_the_vae_factor_is_resized_down(tiny_components):
     with pytest.warns(UserWarning, match="resized to"):
         z0 = encode(tiny_components, image)
     assert z0.shape == (1, 4, 16, 23)
+    with pytest.warns(UserWarning, match=r"\(47, 33\) \(width, height\).*resized to \(46, 32\)"):
+        z1 = encode(tiny_components, torch.zeros(2, 3, 33, 47))
+    assert z1.shape == (2, 4, 16, 23)
 
 
 def test_mean_is_deterministic_and_sampling_follows_the_seed(tiny_components, tiny_image):
