@@ -24,6 +24,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from .metrics import mask_iou
+
 PANEL = 2.4
 """Size of one image panel, in inches."""
 MASK_COLOUR = (1.0, 0.15, 0.1)
@@ -277,8 +279,7 @@ def averaging_figure(result, *, index: int = 0, true_mask=None, ks: Sequence[int
     x = np.arange(1, n + 1)
     ax.plot(x, changed, "o-", label=f"cells differing from the {n}-draw mask")
     if true_mask is not None:
-        size = (true_mask.shape[1], true_mask.shape[0]) if hasattr(true_mask, "shape") else true_mask.size
-        ious = [mask_iou_of(m, true_mask, size) for m in masks]
+        ious = [mask_iou(m, true_mask) for m in masks]
         ax.plot(x, ious, "s-", label="IoU with the true mask")
     ax.set_xlabel("number of noise draws averaged (k)")
     ax.set_ylim(-0.02, 1.02)
@@ -288,20 +289,10 @@ def averaging_figure(result, *, index: int = 0, true_mask=None, ks: Sequence[int
     return fig
 
 
-def mask_iou_of(pred, true, size: tuple[int, int] | None = None) -> float:
-    """IoU of two masks after nearest-upsampling both to ``size`` (width, height; default: the
-    larger). Both empty → 1."""
-    p, t = to_map(pred) > 0.5, to_map(true) > 0.5
-    size = size or max((p.shape[1], p.shape[0]), (t.shape[1], t.shape[0]))
-    p, t = resize_mask(p, size), resize_mask(t, size)
-    union = (p | t).sum()
-    return float((p & t).sum() / union) if union else 1.0
-
-
 def _comparison(ax, pred, true, image=None, *, index: int = 0, title: str | None = None) -> float:
     t = to_map(true) > 0.5
     ax.imshow(comparison_rgb(pred, t, image, index=index), interpolation="nearest")
-    iou = mask_iou_of(resize_mask(pred, (t.shape[1], t.shape[0]), index), t)
+    iou = mask_iou(to_map(pred, index), t)
     _image_axis(ax, title or f"vs true mask: IoU {iou:.2f}")
     ax.set_xlabel("green: both · orange: extra · blue: missed", fontsize=7)
     return iou
@@ -338,7 +329,7 @@ def mask_strip(result, image=None, *, index: int = 0, true_mask=None, panel: int
     titles = [f"D̃ (κ = {result.clamp_ratio:g})", f"mask (τ = {result.threshold:g}): {m.mean():.0%} of the image"]
     if true_mask is not None:
         panels.append(comparison_rgb(result.mask, true_mask, image, index=index))
-        titles.append(f"vs true mask: IoU {mask_iou_of(m, true_mask):.2f}")
+        titles.append(f"vs true mask: IoU {mask_iou(m, true_mask):.2f}")
     gap = 6
     strip = Image.new("RGB", (len(panels) * (panel + gap) - gap, panel), (255, 255, 255))
     for k, arr in enumerate(panels):

@@ -30,6 +30,7 @@ import numpy as np
 import ipywidgets as W
 
 from . import viz
+from .metrics import mask_iou
 
 SLOW = dict(continuous_update=False)
 STYLE = {"description_width": "initial"}
@@ -210,7 +211,7 @@ class MaskExplorer(_App):
         area = float(self.result.mask[self.index].mean())
         text = f"mask covers {area:.0%} of the image"
         if self.true_mask is not None:
-            text += f" · IoU with the true mask {viz.mask_iou_of(self.result.mask[self.index], self.true_mask):.2f}"
+            text += f" · IoU with the true mask {mask_iou(self.result.mask[self.index], self.true_mask):.2f}"
         self._set_status(text)
 
 
@@ -467,7 +468,7 @@ class Explorer(_App):
         show(self.mask_output, strip_output(strip, titles, 160))
         text = f"mask: {float(self.mask.mask[0].mean()):.0%} of the image"
         if self.true_mask is not None:
-            text += f", IoU with the true mask {viz.mask_iou_of(self.mask.mask[0], self.true_mask):.2f}"
+            text += f", IoU with the true mask {mask_iou(self.mask.mask[0], self.true_mask):.2f}"
         self._set_status(text + " — press Run edit")
 
     def _draw_input(self) -> None:
