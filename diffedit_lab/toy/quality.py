@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     c = load_components(a.model, device=a.device)
     report = measure(c, scenes=a.scenes, edits=a.edits, seed=a.seed, steps=a.steps, batch_size=a.batch, progress=not a.no_progress)
     failed = failed_bars(report["metrics"])
-    print(f"model {c.name}: {a.scenes} scenes, {a.edits} edits, {a.steps} DDIM steps, seed {a.seed}")
+    name = a.model or "embedded toy model"
+    print(f"{name}: {a.scenes} scenes, {a.edits} edits, {a.steps} DDIM steps, seed {a.seed}")
     print(format_table(report["metrics"]))
     report["bars"] = {f.key: asdict(f.bar) for f in FIGURES if f.bar.op}
     report["failed"] = failed
