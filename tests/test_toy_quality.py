@@ -51,7 +51,7 @@ def test_format_table():
 def test_mean_of_ignores_nan():
     rows = [dict(x=1.0), dict(x=float("nan")), dict(x=3.0)]
     assert q.mean_of(rows, "x") == 2.0
-    assert math.isnan(q.mean_of([dict(x=float("nan"))], "x"))
+    assert math.isnan(q.mean_of([dict(x=float("nan"))], "x")) and math.isnan(q.mean_of([], "x"))
 
 
 def test_parse_args():

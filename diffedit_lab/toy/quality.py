@@ -83,6 +83,8 @@ FIGURES = (
     Figure("background_ssim", "DiffEdit: background SSIM", ""),
     Figure("vae_psnr", "VAE encode→decode background PSNR (ceiling)", "dB"),
     Figure("edit_success", "DiffEdit: target object present", "%", Bar(0.80, ">=")),
+    Figure("edit_success_shape", "  … for shape edits", "%"),
+    Figure("edit_success_colour", "  … for colour edits", "%"),
     Figure("untouched_kept", "DiffEdit: untouched object kept", "%", Bar(0.90, ">=")),
     Figure("seconds_per_edit", "DiffEdit: seconds per edit", "s"),
 )
@@ -193,7 +195,7 @@ def vae_ceiling(c, edits: list[Edit]) -> float:
 
 def mean_of(rows: list[dict], key: str) -> float:
     """Mean of ``row[key]`` over the rows, NaNs ignored (NaN if there is no value)."""
-    values = np.array([r[key] for r in rows], np.float64)
+    values = np.array([r[key] for r in rows], np.float64).reshape(-1)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
@@ -250,6 +252,8 @@ def measure(c, *, scenes: int, edits: int, seed: int, steps: int, batch_size: in
         rows = run_edits(c, todo, steps=steps, seed=seed, progress=progress)
         for key in ("mask_iou", "background_psnr", "background_ssim", "edit_success", "untouched_kept", "seconds_per_edit"):
             metrics[key] = mean_of(rows, key)
+        for kind in ("shape", "colour"):
+            metrics[f"edit_success_{kind}"] = mean_of([r for r in rows if r["kind"] == kind], "edit_success")
         metrics["vae_psnr"] = vae_ceiling(c, todo)
     settings = dict(scenes=scenes, edits=edits, seed=seed, steps=steps, guidance=guidance, model=c.name, defaults=c.defaults)
     return dict(metrics=metrics, edits=rows, settings=settings)
