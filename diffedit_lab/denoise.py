@@ -153,7 +153,8 @@ def masked_denoise(
         return (m * y + (1 - m) * encoded[last - i]).contiguous()
 
     result = _denoise_loop(
-        c, inversion.latents, timesteps, scheduler, prompt, negative_prompt or "", guidance, blend, callback, progress,
+        c, inversion.latents, timesteps, scheduler, prompt, "" if negative_prompt is None else negative_prompt, guidance,
+        blend, callback, progress,
         "DiffEdit decoding",
     )
     result.mask = m

@@ -20,8 +20,8 @@ from PIL import Image
 from .checks import check_count, check_guidance, check_positive, check_prompt, check_strength, check_threshold
 from .denoise import masked_denoise
 from .inversion import Inversion, ddim_invert
-from .latents import decode, encode, is_latents
-from .mask import MaskResult, noise_diff_mask
+from .latents import decode, encode, encode_prompt, is_latents, make_generator
+from .mask import MaskResult, mask_draws, mask_from_draws
 from .models import Components
 
 LIBRARY_DEFAULTS = dict(
@@ -102,57 +102,128 @@ def edit(
 class EditSession:
     """One image, edited again and again: each step is cached under the settings it depends on.
 
-    ``z0`` is encoded once; the mask is recomputed only when the texts, ``n``, ``mask_strength``,
-    ``guidance``, ``steps`` or ``seed`` change — ``clamp_ratio``/``threshold`` just re-threshold
-    it; the inversion only when ``strength``, ``steps``, ``inversion_prompt`` or
-    ``inversion_guidance`` change. This is what makes an interactive explorer responsive.
+    Kept once computed (the oldest entry of a cache goes first beyond ``max_cached``):
+
+    * ``z0``, the encoded image (VAE mean) — at construction;
+    * the text embeddings: each text is encoded once (``""``, the source, each target…);
+    * the mask's noised draws and its **source branch** (``ε(z_t, ∅)``, ``ε(z_t, R)``) per
+      source, ``n``, ``mask_strength``, ``steps`` and ``seed``: a new target runs only its own
+      n UNet rows (of the 3n);
+    * the mask per texts, ``n``, ``mask_strength``, ``guidance``, ``steps`` and ``seed`` — a new
+      ``clamp_ratio``/``threshold`` only re-thresholds it, without any model call;
+    * the inversion per ``inversion_prompt``, ``strength``, ``steps`` and ``inversion_guidance``;
+    * the decoding and its images per inversion, target, ``guidance`` and *binary* mask: a new
+      threshold that leaves the mask as it was costs nothing.
+
+    A cached result is the very result of the computation, and a recomputed one is identical to
+    it (``torch.equal``): the mask's source and target branches are always separate UNet calls,
+    since the UNet's float rounding can depend on the batch size. This is what makes an
+    interactive explorer responsive, and trying several targets on one image cheap.
     """
 
     def __init__(self, c: Components, image, *, max_cached: int = 8):
         self.c = c
         self.z0 = image.to(c.device).float() if is_latents(c, image) else encode(c, image)
         self.max_cached = max_cached
+        self._embeddings: dict = {}
+        self._draws: dict = {}
+        self._sources: dict = {}
         self._masks: dict = {}
         self._inversions: dict = {}
+        self._decodings: dict = {}
 
-    def _cached(self, cache: dict, key, compute):
+    def clear(self) -> None:
+        """Forget everything but ``z0``."""
+        for cache in (self._embeddings, self._draws, self._sources, self._masks, self._inversions, self._decodings):
+            cache.clear()
+
+    def _cached(self, cache: dict, key, compute, limit: int | None = None):
         if key not in cache:
-            if len(cache) >= self.max_cached:
+            if len(cache) >= (limit or self.max_cached):
                 cache.pop(next(iter(cache)))
             cache[key] = compute()
         return cache[key]
 
-    def mask(self, source, target, s: dict, seed, progress: bool) -> MaskResult:
-        """The mask for resolved settings ``s`` (re-thresholded from the cache when possible)."""
-        key = (_key(source), _key(target), s["n"], s["mask_strength"], s["guidance"], s["steps"], seed)
-        raw = self._cached(self._masks, key, lambda: noise_diff_mask(
-            self.c, self.z0, source, target, n=s["n"], strength=s["mask_strength"], guidance=s["guidance"],
-            clamp_ratio=s["clamp_ratio"], threshold=s["threshold"], seed=seed, steps=s["steps"], progress=progress,
-        ))
+    def settings(self, **given) -> dict:
+        """``given`` settings (``edit()``'s names) completed with the defaults and validated."""
+        unknown = set(given) - set(LIBRARY_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(LIBRARY_DEFAULTS)}")
+        return check_settings(resolve_settings(self.c, **{k: given.get(k) for k in LIBRARY_DEFAULTS}))
+
+    def embedding(self, prompt) -> torch.Tensor:
+        """``encode_prompt(c, prompt)``, encoded once per text (an embedding tensor passes through)."""
+        check_prompt("prompt", prompt)
+        if isinstance(prompt, torch.Tensor):
+            return encode_prompt(self.c, prompt)
+        return self._cached(self._embeddings, _key(prompt), lambda: encode_prompt(self.c, prompt), 8 * self.max_cached)
+
+    def mask(self, source, target, *, seed: int | None = None, **settings) -> MaskResult:
+        """The mask for these settings (``edit()``'s names), from the cache when possible."""
+        check_prompt("source", source)
+        check_prompt("target", target, required=True)
+        return self._mask(source, target, self.settings(**settings), seed)
+
+    def _mask(self, source, target, s: dict, seed) -> MaskResult:
+        draw_key = (s["n"], s["mask_strength"], s["steps"], seed)
+        key = (_key(source), _key(target), s["guidance"], *draw_key)
+
+        def compute():
+            t, z_t = self._cached(self._draws, draw_key, lambda: mask_draws(
+                self.c, self.z0, s["n"], s["mask_strength"], s["steps"], make_generator(seed)))
+            source_key = (_key(source), s["guidance"] > 1, *draw_key)
+            cached = self._sources.get(source_key)
+            empty = self.embedding("")
+            raw, source_raw = mask_from_draws(
+                self.c, z_t, t, s["n"], self.embedding(source), self.embedding(target),
+                source_negative_prompt=empty, target_negative_prompt=empty, guidance=s["guidance"],
+                clamp_ratio=s["clamp_ratio"], threshold=s["threshold"], strength=s["mask_strength"],
+                source_predictions=cached,
+            )
+            self._cached(self._sources, source_key, lambda: source_raw)
+            return raw
+
+        raw = self._cached(self._masks, key, compute)
         return raw.rethreshold(clamp_ratio=s["clamp_ratio"], threshold=s["threshold"])
 
-    def inversion(self, inversion_prompt, s: dict, progress: bool) -> Inversion:
-        key = (_key(inversion_prompt), s["strength"], s["steps"], s["inversion_guidance"])
-        return self._cached(self._inversions, key, lambda: ddim_invert(
-            self.c, self.z0, inversion_prompt, strength=s["strength"], steps=s["steps"],
-            guidance=s["inversion_guidance"], progress=progress,
+    def inversion(self, inversion_prompt="", *, progress: bool = True, **settings) -> Inversion:
+        """The DDIM inversion of ``z0`` for these settings, from the cache when possible."""
+        check_prompt("inversion_prompt", inversion_prompt)
+        return self._inversion(inversion_prompt, self.settings(**settings), progress)
+
+    def _inversion_key(self, inversion_prompt, s: dict) -> tuple:
+        return (_key(inversion_prompt), s["strength"], s["steps"], s["inversion_guidance"])
+
+    def _inversion(self, inversion_prompt, s: dict, progress: bool) -> Inversion:
+        guided = s["inversion_guidance"] > 1
+        return self._cached(self._inversions, self._inversion_key(inversion_prompt, s), lambda: ddim_invert(
+            self.c, self.z0, self.embedding(inversion_prompt), strength=s["strength"], steps=s["steps"],
+            guidance=s["inversion_guidance"], negative_prompt=self.embedding("") if guided else "", progress=progress,
         ))
 
     def run(self, source, target, *, inversion_prompt="", seed: int | None = None, progress: bool = True,
             **settings) -> EditResult:
         """Like :func:`edit` (same keyword arguments), reusing what the cache holds."""
         check_prompt("target", target, required=True)
-        unknown = set(settings) - set(LIBRARY_DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(LIBRARY_DEFAULTS)}")
-        s = check_settings(resolve_settings(self.c, **{k: settings.get(k) for k in LIBRARY_DEFAULTS}))
-        mask = self.mask(source, target, s, seed, progress)
-        inversion = self.inversion(inversion_prompt, s, progress)
-        result = masked_denoise(self.c, inversion, mask, target, guidance=s["guidance"], progress=progress)
-        images = decode(self.c, result.latents)
+        s = self.settings(**settings)
+        check_prompt("source", source)
+        check_prompt("inversion_prompt", inversion_prompt)
+        mask = self._mask(source, target, s, seed)
+        inversion = self._inversion(inversion_prompt, s, progress)
+        key = (self._inversion_key(inversion_prompt, s), _key(target), s["guidance"], tuple(mask.mask.shape),
+               mask.mask.cpu().numpy().tobytes())
+
+        def compute():
+            result = masked_denoise(
+                self.c, inversion, mask, self.embedding(target), guidance=s["guidance"],
+                negative_prompt=self.embedding("") if s["guidance"] > 1 else None, progress=progress,
+            )
+            return result, decode(self.c, result.latents)
+
+        result, images = self._cached(self._decodings, key, compute)
         return EditResult(
             image=images[0],
-            images=images,
+            images=list(images),
             mask=mask,
             inversion=inversion,
             latents=result.latents,

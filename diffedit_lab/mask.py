@@ -133,28 +133,67 @@ def noise_diff_mask(
     the DDIM grid of ``steps`` steps (``t`` = 481 for s = 0.5, 50 steps — as diffusers).
     ``guidance``: ``w`` of :func:`~diffedit_lab.sampling.guided_noise` (cancels in the mask
     when both negative texts are equal). ``source`` may be ``""``; ``target`` may not.
-    One UNet call on ``[∅, R, Q]`` × n draws (3n rows; 4n if the two negative texts differ; 2n
-    if ``w ≤ 1``), so ``progress`` has nothing to show; it is accepted for a uniform API.
+    Two UNet calls: the source branch ``[∅, R]`` and the target branch ``[Q]`` × n draws (3n
+    rows; ``[∅_Q, Q]``, 4n in all, if the two negative texts differ; ``[R]`` and ``[Q]``, 2n,
+    if ``w ≤ 1``). The source branch does not depend on the target: :class:`~diffedit_lab.EditSession`
+    keeps it for the next target. ``progress`` has nothing to show; it is accepted for a uniform API.
     """
     check_prompt("source", source)
     check_prompt("target", target, required=True)
     n, steps = check_count("n", n), check_count("steps", steps)
     strength, guidance = check_strength("strength", strength), check_guidance("guidance", guidance)
     clamp_ratio, threshold = check_positive("clamp_ratio", clamp_ratio), check_threshold("threshold", threshold)
-    generator = make_generator(seed, generator)
-
-    scheduler, _ = fresh_schedulers(c)
-    t = denoising_timesteps(scheduler, steps, strength)[0]
-    z_t = noised_draws(c, image_or_latents, n, t, generator)
-    batch = z_t.shape[0] // n
-    source_noise, target_noise = _predict_pair(
-        c, z_t, t, source, target, source_negative_prompt, target_negative_prompt, guidance
+    t, z_t = mask_draws(c, image_or_latents, n, strength, steps, make_generator(seed, generator))
+    result, _ = mask_from_draws(
+        c, z_t, t, n, source, target, source_negative_prompt=source_negative_prompt,
+        target_negative_prompt=target_negative_prompt, guidance=guidance, clamp_ratio=clamp_ratio,
+        threshold=threshold, strength=strength,
     )
+    return result
+
+
+def mask_draws(c: Components, image_or_latents, n: int, strength: float, steps: int, generator):
+    """The mask's timestep ``t`` (strength on the DDIM grid) and its ``n`` noised draws per image."""
+    t = denoising_timesteps(fresh_schedulers(c)[0], steps, strength)[0]
+    return t, noised_draws(c, image_or_latents, n, t, generator)
+
+
+def mask_from_draws(
+    c: Components,
+    z_t: torch.Tensor,
+    t,
+    n: int,
+    source,
+    target,
+    *,
+    source_negative_prompt="",
+    target_negative_prompt="",
+    guidance: float = 7.5,
+    clamp_ratio: float = 3.0,
+    threshold: float = 0.5,
+    strength: float = 0.5,
+    source_predictions: torch.Tensor | None = None,
+) -> tuple[MaskResult, torch.Tensor]:
+    """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw source-branch
+    predictions, which a later call with another target can pass back as ``source_predictions``
+    (they must come from the same draws, source texts and ``guidance > 1``-ness)."""
+    guided = guidance > 1
+    if source_predictions is None:
+        source_predictions = _branch(c, z_t, t, [source_negative_prompt, source] if guided else [source])
+    share = not guided or _same_text(source_negative_prompt, target_negative_prompt)
+    target_raw = _branch(c, z_t, t, [target] if share else [target_negative_prompt, target])
+    if guided:
+        uncond_q = source_predictions[0] if share else target_raw[0]
+        source_noise = _guide(source_predictions[0], source_predictions[1], guidance)
+        target_noise = _guide(uncond_q, target_raw[-1], guidance)
+    else:
+        source_noise, target_noise = source_predictions[0], target_raw[0]
+    batch = z_t.shape[0] // n
     shape = (batch, n, *z_t.shape[1:])
     delta = (target_noise - source_noise).abs().reshape(shape)
     difference = delta.mean([1, 2])  # D: over draws and channels at once, as diffusers
     normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold)
-    return MaskResult(
+    result = MaskResult(
         noisy_latents=z_t.reshape(shape),
         source_noise=source_noise.reshape(shape),
         target_noise=target_noise.reshape(shape),
@@ -169,23 +208,25 @@ def noise_diff_mask(
         guidance=guidance,
         image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor),
     )
+    return result, source_predictions
+
+
+def _same_text(a, b) -> bool:
+    """The same negative text (the very same embedding tensor counts too)."""
+    return a is b or (isinstance(a, str) and isinstance(b, str) and a == b)
+
+
+def _guide(uncond: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
+    return uncond + guidance * (cond - uncond)
 
 
 @torch.inference_mode()
-def _predict_pair(c, z_t, t, source, target, source_negative, target_negative, guidance):
-    """Guided ``ε̂(z_t, t, R)`` and ``ε̂(z_t, t, Q)`` for all draws, in one UNet call.
+def _branch(c: Components, z_t: torch.Tensor, t, texts: list) -> torch.Tensor:
+    """``ε(z_t, t, x)`` for every text ``x`` and every draw, in one UNet call: (len(texts), B·n, C, h, w).
 
-    Rows: ``[R, Q]`` without guidance; ``[∅, R, Q]`` when both negatives are the same ``∅``
-    (diffusers runs ``∅`` twice: 4 rows, identical numbers); ``[∅_R, R, ∅_Q, Q]`` otherwise.
+    One call per branch (never the source and target rows together), so a cached source branch
+    and a recomputed one are the same numbers: the UNet's float rounding can depend on the batch.
     """
-    texts = [source, target]
-    if guidance > 1:
-        same = isinstance(source_negative, str) and source_negative == target_negative
-        texts = [source_negative, source, target] if same else [source_negative, source, target_negative, target]
     emb = torch.cat([encode_prompt(c, x) for x in texts]).repeat_interleave(z_t.shape[0], dim=0)
-    out = unet_output(c, z_t.repeat(len(texts), 1, 1, 1), t, emb).chunk(len(texts))
-    if len(texts) == 2:
-        return out[0], out[1]
-    uncond_r, eps_r = out[0], out[1]
-    uncond_q, eps_q = (out[0], out[2]) if len(texts) == 3 else (out[2], out[3])
-    return uncond_r + guidance * (eps_r - uncond_r), uncond_q + guidance * (eps_q - uncond_q)
+    out = unet_output(c, z_t.repeat(len(texts), 1, 1, 1), t, emb)
+    return out.reshape(len(texts), *z_t.shape)

@@ -1,18 +1,15 @@
-"""edit(): the whole chain, settings resolution, determinism; EditSession's cache."""
+"""edit(): the whole chain, settings resolution, determinism. EditSession's caches: tests/test_session.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from diffedit_lab import LIBRARY_DEFAULTS, EditSession, decode, edit, encode
-
-edit_module = importlib.import_module("diffedit_lab.edit")  # the attribute `diffedit_lab.edit` is the function
+from diffedit_lab import LIBRARY_DEFAULTS, decode, edit, encode
 
 SOURCE, TARGET = "a red circle", "a blue square"
 FAST = dict(n=2, steps=4, clamp_ratio=1.5, progress=False)
@@ -70,20 +67,3 @@ def test_list_prompts_and_inversion_caption(tiny_components, image):
     r = edit(tiny_components, image, "", [TARGET, "a blue star"], inversion_prompt=SOURCE, inversion_guidance=2.0,
              seed=0, **FAST)
     assert r.inversion.guidance == 2.0 and torch.isfinite(r.latents).all()
-
-
-def test_session_reuses_mask_and_inversion(tiny_components, image, result, monkeypatch):
-    session = EditSession(tiny_components, image)
-    first = session.run(SOURCE, TARGET, seed=0, **FAST)
-    assert torch.equal(first.latents, result.latents)
-    calls = []
-    for name in ("noise_diff_mask", "ddim_invert"):
-        real = getattr(edit_module, name)
-        monkeypatch.setattr(edit_module, name, lambda *a, _r=real, _n=name, **k: calls.append(_n) or _r(*a, **k))
-    rethresholded = session.run(SOURCE, TARGET, seed=0, **{**FAST, "threshold": 0.3})
-    assert calls == []  # a new threshold needs neither a new mask nor a new inversion
-    assert rethresholded.mask.mask.sum() >= first.mask.mask.sum()
-    session.run(SOURCE, TARGET, seed=0, **{**FAST, "strength": 0.5})
-    assert calls == ["ddim_invert"]
-    session.run(SOURCE, "a green square", seed=0, **FAST)
-    assert calls == ["ddim_invert", "noise_diff_mask"]

@@ -97,7 +97,9 @@ def test_guidance_cancels_with_equal_negatives(tiny_components, z0, result):
 
 
 def test_three_rows_equal_four_rows(tiny_components, z0, monkeypatch):
-    """[∅, R, Q] gives the numbers of diffusers' [∅, R, ∅, Q] (the shared ∅ row is reused)."""
+    """[∅, R] + [Q] gives the numbers of diffusers' [∅, R, ∅, Q] (the shared ∅ row is reused).
+
+    Each mask is two UNet calls, the source branch and the target branch (n = 2 draws)."""
     calls = []
     real = mask_module.unet_output
     monkeypatch.setattr(mask_module, "unet_output", lambda c, z, t, e: calls.append(len(z)) or real(c, z, t, e))
@@ -106,9 +108,11 @@ def test_three_rows_equal_four_rows(tiny_components, z0, monkeypatch):
     # a different-but-equivalent negative text object forces the 4-row path
     four = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, target_negative_prompt=[""], **kw)
     unguided = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, guidance=1.0, **kw)
-    assert calls == [6, 8, 4]
-    assert torch.allclose(three.difference, four.difference, atol=1e-6)
-    assert torch.allclose(three.source_noise, four.source_noise, atol=1e-5)
+    assert calls == [4, 2, 4, 4, 2, 2]  # 3n rows, 4n rows, 2n rows unguided
+    # the target branch is [Q] (n rows) against [∅_Q, Q] (2n rows): the UNet rounds a little
+    # differently for another batch size, and ε̂ = ∅ + w·(Q − ∅) multiplies that by w = 7.5
+    assert torch.allclose(three.difference, four.difference, atol=1e-5)
+    assert torch.equal(three.source_noise, four.source_noise)  # the same source-branch call
     assert not torch.allclose(unguided.difference, three.difference)
 
 
