@@ -1,0 +1,232 @@
+"""The quality benchmark: its batched pieces equal the library run one edit at a time, its
+aggregation is right on hand-made rows, and the quick mode writes a complete results.json and
+its plots (tiny random model: the figures themselves mean nothing)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from diffedit_lab import ddim_invert, encode, encode_decode, encode_prompt, masked_denoise, noise_diff_mask, sdedit
+from diffedit_lab.baselines import diffusers_decode, diffusers_pipeline, diffusers_prepare, latent_region, oracle
+from diffedit_lab.bench import quality as q
+from diffedit_lab.models import fresh_schedulers
+from diffedit_lab.sampling import denoising_timesteps
+from diffedit_lab.toy.quality import HELD_OUT_SEED, EDIT_SEED_OFFSET, held_out_edits
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def data(tiny_components):
+    c = tiny_components
+    edits = held_out_edits(2, q.BENCH_SEED)
+    z0 = encode(c, [e.scene.image for e in edits])
+    emb = lambda texts: torch.cat([encode_prompt(c, t) for t in texts])  # noqa: E731
+    return dict(edits=edits, z0=z0, uncond=emb([""]), source=emb([e.source for e in edits]),
+                target=emb([e.target for e in edits]))
+
+
+def close(a, b, tol=1e-4):
+    return float((a - b).abs().max()) <= tol
+
+
+# --------------------------------------------------------------------------- held-out data
+
+
+def test_edits_are_held_out_and_balanced():
+    s = q.Settings()
+    first_scene_seed = s.seed + EDIT_SEED_OFFSET
+    assert first_scene_seed >= 10_000_000  # training seeds are below
+    ours = range(first_scene_seed, first_scene_seed + s.edits)
+    theirs = range(HELD_OUT_SEED, HELD_OUT_SEED + EDIT_SEED_OFFSET + 10_000)  # toy/quality.py's scenes and edits
+    assert ours.stop <= theirs.start
+    kinds = [e.kind for e in held_out_edits(6, s.seed)]
+    assert kinds == ["shape", "colour"] * 3
+
+
+# --------------------------------------------------------------------------- batched = library
+
+
+def test_mask_draws_equal_noise_diff_mask_for_every_n_and_reference(tiny_components, data):
+    c, d = tiny_components, data
+    seeds = [7, 8]
+    to_caption, to_empty = q.mask_deltas(c, d["z0"], d["source"], d["target"], d["uncond"], seeds, n=4,
+                                         strength=0.5, steps=STEPS, guidance=5.0)
+    for i, e in enumerate(d["edits"]):
+        for n in (1, 4):
+            for deltas, reference in ((to_caption, e.source), (to_empty, "")):
+                lib = noise_diff_mask(c, d["z0"][i:i + 1], reference, e.target, n=n, strength=0.5, guidance=5.0,
+                                      seed=seeds[i], steps=STEPS, progress=False)
+                assert close(deltas[i:i + 1, :n].mean([1, 2]), lib.difference, 1e-5)
+                ours = q.masks_from(deltas[i:i + 1], n, 3.0, 0.5)
+                assert (ours != lib.mask).float().mean() <= 0.01  # a pixel may flip at exactly τ
+
+
+def test_one_encoding_holds_every_smaller_ratio(tiny_components, data):
+    c, d = tiny_components, data
+    traj, timesteps = q.invert_batch(c, d["z0"], d["source"], d["uncond"], steps=STEPS, strength=0.8,
+                                     guidance=5.0, batch=2)
+    assert q.prefix_ok(c, STEPS, 0.5, 0.8) and q.prefix_ok(c, 10, 0.3, 0.9)
+    for i, e in enumerate(d["edits"]):
+        for r in (0.5, 0.8):
+            lib = ddim_invert(c, d["z0"][i:i + 1], e.source, strength=r, steps=STEPS, guidance=5.0, progress=False)
+            assert close(traj[: lib.num_steps + 1, i:i + 1], lib.trajectory)
+            assert torch.equal(timesteps[: lib.num_steps], lib.timesteps)
+
+
+def test_batched_decoding_equals_masked_denoise_encode_decode_and_sdedit(tiny_components, data):
+    c, d = tiny_components, data
+    z0, r = d["z0"], 0.5
+    traj, _ = q.invert_batch(c, z0, d["uncond"].expand(2, -1, -1), d["uncond"], steps=STEPS, strength=0.8,
+                             guidance=1.0, batch=2)
+    k = 2  # ⌊4 · 0.5⌋
+    enc = traj[: k + 1]
+    masks = latent_region(c, np.stack([e.mask for e in d["edits"]]))
+    ones = torch.ones_like(masks)
+    scheduler, _ = fresh_schedulers(c)
+    t_r = denoising_timesteps(scheduler, STEPS, r)[:1]
+
+    noise = torch.cat([randn_tensor(z0[:1].shape, generator=torch.Generator().manual_seed(s)) for s in (3, 4)])
+    start = torch.cat([enc[-1], enc[-1], scheduler.add_noise(z0, noise, t_r)])
+    out = q.decode_batch(c, start, torch.cat([d["target"]] * 3), d["uncond"], torch.cat([masks, ones, ones]),
+                         torch.cat([enc, enc, torch.zeros_like(enc)], 1), steps=STEPS, strength=r, guidance=5.0,
+                         batch=4)  # batches of 4 jobs: the chunks mix methods
+    for i, e in enumerate(d["edits"]):
+        inv = ddim_invert(c, z0[i:i + 1], "", strength=r, steps=STEPS, progress=False)
+        assert close(oracle(c, inv, e.mask, e.target, guidance=5.0, progress=False).latents, out[i:i + 1])
+        assert close(masked_denoise(c, inv, masks[i:i + 1], e.target, guidance=5.0, progress=False).latents,
+                     out[i:i + 1])
+        assert close(encode_decode(c, inv, e.target, guidance=5.0, progress=False).latents, out[2 + i:3 + i])
+        lib = sdedit(c, z0[i:i + 1], e.target, strength=r, steps=STEPS, guidance=5.0, seed=3 + i, progress=False)
+        assert close(lib.latents, out[4 + i:5 + i])
+
+
+def test_diffusers_invert_to_the_largest_ratio_holds_the_smaller(tiny_components, data):
+    from PIL import Image
+
+    c, d = tiny_components, data
+    pipe = diffusers_pipeline(c)
+    images = [Image.fromarray(e.scene.image) for e in d["edits"][:1]]
+    src, tgt = [d["edits"][0].source], [d["edits"][0].target]
+    masks, big = diffusers_prepare(pipe, images, src, tgt, seeds=[5], strength=0.8, steps=STEPS, n=2)
+    _, small = diffusers_prepare(pipe, images, src, tgt, seeds=[5], strength=0.5, steps=STEPS, n=2)
+    assert big.shape[1] == 3 and small.shape[1] == 2
+    assert close(big[:, -2:], small, 1e-5)
+    a = diffusers_decode(pipe, masks, big, tgt, strength=0.5, steps=STEPS)
+    b = diffusers_decode(pipe, masks, small, tgt, strength=0.5, steps=STEPS)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert q._diffusers_prefix_ok(pipe, 10, 0.3, 0.9)
+
+
+def test_latent_region_any_overlap(tiny_components):
+    region = np.zeros((8, 8), bool)
+    region[1, 1] = True  # one pixel of the top-left 2×2 cell (tiny model: f = 2)
+    m = latent_region(tiny_components, region)
+    assert m.shape == (1, 1, 4, 4) and m.sum() == 1 and m[0, 0, 0, 0] == 1
+    assert latent_region(tiny_components, region, cover=0.25).sum() == 0  # covers exactly 1/4, not more
+    with pytest.raises(ValueError):
+        latent_region(tiny_components, np.zeros((7, 8)))
+
+
+# --------------------------------------------------------------------------- pure pieces
+
+
+def row(method, r, variant=None, kind="shape", **m):
+    base = dict(edit_success=1.0, untouched_kept=1.0, background_psnr=30.0, background_ssim=0.9, mask_iou=0.5)
+    return dict(base, **m, method=method, r=r, variant=variant, kind=kind, edit=0)
+
+
+def test_summarize_by_hand():
+    rows = [row("diffedit", 0.8, edit_success=1.0, background_psnr=30.0, mask_iou=float("nan")),
+            row("diffedit", 0.8, edit_success=0.0, background_psnr=34.0, mask_iou=0.6),
+            row("diffedit", 0.8, edit_success=1.0, background_psnr=32.0, mask_iou=0.4),
+            row("diffedit", 0.8, edit_success=1.0, background_psnr=32.0, mask_iou=float("nan"))]
+    s = q.summarize(rows)
+    assert s["count"] == 4
+    assert s["edit_success"] == 0.75 and math.isclose(s["edit_success_se"], math.sqrt(0.75 * 0.25 / 4))
+    assert s["background_psnr"] == 32.0
+    assert math.isclose(s["background_psnr_se"], math.sqrt(8 / 3) / 2)  # sample std √(8/3), m = 4
+    assert math.isclose(s["mask_iou"], 0.5) and math.isclose(s["mask_iou_se"], math.sqrt(0.02) / math.sqrt(2))
+    nan = q.summarize([row("sdedit", 0.5, mask_iou=float("nan"))])
+    assert math.isnan(nan["mask_iou"]) and math.isnan(nan["mask_iou_se"]) and math.isnan(nan["background_psnr_se"])
+
+
+def test_report_and_ablations_from_rows():
+    settings = dict(ablation_r=0.8, n=10, threshold=0.5, n_values=[1, 10], thresholds=[0.25, 0.5])
+    rows = [row("sdedit", 0.5, edit_success=0.0), row("diffedit", 0.8), row("diffedit", 0.5, kind="colour"),
+            row("diffedit", 0.8, ["n", 1], edit_success=0.0), row("diffedit", 0.8, ["threshold", 0.25], mask_iou=0.2),
+            row("diffedit", 0.8, ["reference", "empty"]), row("diffedit", 0.8, ["encoding", "caption, w=7.5"])]
+    rep = q.report(rows, settings, {}, {}, {})
+    assert list(rep["methods"]) == ["diffedit", "sdedit"]  # METHODS order
+    assert list(rep["methods"]["diffedit"]) == ["0.5", "0.8"]
+    assert rep["methods"]["diffedit"]["0.8"]["count"] == 1  # ablation variants stay out of the sweep
+    assert rep["by_kind"]["colour"]["diffedit"]["0.5"]["count"] == 1
+    ab = rep["ablations"]
+    assert ab["r"] == 0.8 and list(ab["n"]) == ["1", "10"] and ab["n"]["1"]["edit_success"] == 0.0
+    same = {json.dumps(ab[name][value], sort_keys=True) for name, value in
+            (("n", "10"), ("threshold", "0.5"), ("reference", "caption"), ("encoding", "empty, w=1"))}
+    assert len(same) == 1  # the default setting is one output, shared by every ablation
+    assert ab["threshold"]["0.25"]["mask_iou"] == 0.2
+    assert list(ab["encoding"]) == ["empty, w=1", "caption, w=7.5"]  # a missing variant is left out
+
+
+def test_tradeoff_points_sorted_and_without_nan():
+    results = {"methods": {
+        "diffedit": {"0.8": dict(background_psnr=30.0, edit_success=0.9), "0.3": dict(background_psnr=35.0,
+                                                                                       edit_success=0.2)},
+        "sdedit": {"0.5": dict(background_psnr=float("nan"), edit_success=0.5)},
+    }}
+    pts = q.tradeoff_points(results)
+    assert pts == {"diffedit": [(0.3, 35.0, 0.2), (0.8, 30.0, 0.9)], "sdedit": []}
+
+
+def test_settings_and_planned_rows():
+    a = q.parse_args(["--quick", "--edits", "2"])
+    s = q.settings_from(a)
+    assert s.edits == 2 and s.steps == q.QUICK["steps"] and s.ratios == (0.5, 0.8) and s.n == 5
+    full = q.settings_from(q.parse_args([]))
+    assert full.edits >= 100 and set(q.RATIOS) <= set(full.ratios) and full.n_values == (1, 2, 5, 10, 20)
+    assert q.n_draws(full) == 20
+    assert q.settings_from(q.parse_args(["--ratios", "0.4", "0.6"])).ablation_r == 0.6
+    # per edit, quick: masks 3·5 + 4·5; encodings 3 + 3·3; 4 methods 2·(2+3)·4; diffusers 2·3 + 2·5;
+    # 6 ablation variants (n = 1, τ = 0.25 and 0.75, R = ∅, two encodings) 2·3 each
+    assert q.plan_rows(s, 5.0) == 2 * (35 + 12 + 40 + 16 + 36)
+
+
+# --------------------------------------------------------------------------- the quick run
+
+
+def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert q.main(["--quick", "--edits", "2", "--model", str(tiny_model_dir), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "edit success" in printed and "ablations at r = 0.8" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["methods"]) == set(q.METHODS)
+    for method, by_r in res["methods"].items():
+        assert list(by_r) == ["0.5", "0.8"]
+        for v in by_r.values():
+            assert v["count"] == 2
+            for k in q.METRICS:
+                assert k in v and f"{k}_se" in v
+            assert (v["mask_iou"] == v["mask_iou"]) == (method in q.MASK_METHODS)  # NaN without a mask
+    assert set(res["by_kind"]) == {"shape", "colour"}
+    ab = res["ablations"]
+    assert list(ab["n"]) == ["1", "5"] and list(ab["threshold"]) == ["0.25", "0.5", "0.75"]
+    assert list(ab["reference"]) == ["caption", "empty"] and list(ab["encoding"]) == list(q.ENCODINGS)
+    assert set(res["ceilings"]) == {"input_unchanged", "true_target", "vae_psnr"}
+    assert res["ceilings"]["true_target"]["edit_success"] == 1.0  # the checker reads the truth right
+    assert res["ceilings"]["input_unchanged"]["edit_success"] == 0.0
+    assert all(res["checks"]["shared_encoding"].values()) and all(res["checks"]["diffusers_shared_invert"].values())
+    s = res["settings"]
+    assert s["steps"] == q.QUICK["steps"] and s["edits"] == 2 and s["unet_rows"] == q.plan_rows(q.Settings(
+        **{**q.QUICK, "edits": 2}), s["guidance"])
+    for name in res["plots"]:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6)
