@@ -1,0 +1,59 @@
+"""``python -m diffedit_lab.bench speed``: the plumbing, on the tiny model, in CI size.
+
+No timing is asserted here (a shared machine's timings are noise): the speed goals are what the
+benchmark itself reports. What must hold anywhere is checked: every scenario is in the JSON,
+re-thresholding makes no model call, and scenario (a) is identical to diffusers. The command
+runs in this process (through ``python -m diffedit_lab.bench``'s ``main``), which spares the
+interpreter start and the imports.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from diffedit_lab.bench.__main__ import main as bench_main
+
+
+def test_quick_speed_bench_reports_every_scenario(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    argv = ["speed", "--quick", "--tiny-only", "--rounds", "1", "--warmup", "0", "--steps", "5", "--n", "2",
+            "--no-memory", "--json", str(out)]
+    threads = torch.get_num_threads()
+    assert bench_main(argv) == 0
+    assert torch.get_num_threads() == threads  # restored
+    printed = capsys.readouterr()
+    report = json.loads(out.read_text())
+    assert report["environment"]["threads"] == 1 and list(report["models"]) == ["tiny"]
+    scenarios = report["models"]["tiny"]["scenarios"]
+    assert set(scenarios) == {"a", "b", "c", "d", "e"}
+    for key in "abcd":
+        assert scenarios[key]["diffusers"] > 0 and scenarios[key]["ours"] > 0 and scenarios[key]["ratio"] > 0
+    assert scenarios["d"]["model_calls"] == 0 and scenarios["d"]["ours_64"] > 0
+    assert scenarios["a"]["identical"]["holds"], scenarios["a"]["identical"]
+    runs = scenarios["e"]["runs"]
+    assert runs["ours_a"]["unet_rows"] < runs["diffusers_a"]["unet_rows"]  # 3n mask rows instead of 4n
+    assert runs["ours_b"]["unet_rows"] < runs["ours_a"]["unet_rows"]  # unguided inversion
+    assert all(0 <= r["overhead"] < 1 for r in runs.values())
+    for line in ("(a) one edit, identical settings", "(c) five targets, one image", "(a) identical: 0 of"):
+        assert line in printed.out
+    assert "round 1/1" in printed.err  # progress
+
+
+def test_bench_lists_its_commands_and_explains_unknown_ones(capsys):
+    assert bench_main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert "speed" in listed and "quality" in listed
+    assert bench_main(["nope"]) == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
+
+
+def test_memory_is_measured_around_one_edit(tiny_model_dir):
+    from diffedit_lab.bench import speed
+
+    settings = dict(n=2, mask_strength=0.5, clamp_ratio=3.0, threshold=0.5, strength=0.8, steps=4, guidance=7.5)
+    child = speed.memory_child(dict(side="ours_b", folder=str(tiny_model_dir), settings=settings,
+                                    threads=torch.get_num_threads()))
+    assert child["side"] == "ours_b" and child["peak_kb"] >= child["before_kb"] and child["delta_mb"] >= 0
+    assert child["method"]
