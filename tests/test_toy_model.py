@@ -90,3 +90,10 @@ def test_quick_training_writes_a_loadable_checkpoint(tmp_path):
     main(["--quick", "--out", str(tmp_path / "run"), "--threads", "1"])
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [3]
+    # going on from an exported folder starts from its weights and its step count
+    main(["--quick", "--out", str(tmp_path / "run2"), "--init-from", str(tmp_path / "model"),
+          "--export", str(tmp_path / "model2"), "--threads", "1"])
+    again = load_components(tmp_path / "model2", device="cpu")
+    for a, b in zip(c.unet.parameters(), again.unet.parameters()):
+        assert torch.equal(a, b)
+    assert json.loads((tmp_path / "model2" / "training.json").read_text())["unet_steps"] == 3

@@ -119,7 +119,9 @@ def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, 
     ckpt, start = out / "vae.pt", 0
     if ckpt.exists():
         s = torch.load(ckpt, weights_only=False)
-        vae.load_state_dict(s["model"]), opt.load_state_dict(s["opt"])
+        vae.load_state_dict(s["model"])
+        if s["opt"] is not None:
+            opt.load_state_dict(s["opt"])
         start = s["step"]
     g = torch.Generator().manual_seed(seed + start)
     bar = tqdm(range(start, steps), desc="VAE", initial=start, total=steps)
@@ -183,7 +185,9 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     ckpt, start = out / "unet.pt", 0
     if ckpt.exists():
         s = torch.load(ckpt, weights_only=False)
-        te.load_state_dict(s["te"]), unet.load_state_dict(s["unet"]), opt.load_state_dict(s["opt"])
+        te.load_state_dict(s["te"]), unet.load_state_dict(s["unet"])
+        if s["opt"] is not None:
+            opt.load_state_dict(s["opt"])
         ema_te.load_state_dict(s["ema_te"]), ema_unet.load_state_dict(s["ema_unet"])
         start = s["step"]
     ids = tokenizer([""] + captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
@@ -221,8 +225,10 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps({"phase": "unet", "step": step + 1, "loss": loss.item(),
                                     "time": time.time()}) + "\n")
-        if export_to and ((step + 1) % export_every == 0 or step + 1 == steps):
+        if export_to and (step + 1) % export_every == 0 and step + 1 < steps:
             export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": step + 1})
+    if export_to:
+        export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": max(start, steps)})
     return ema_te, ema_unet
 
 
@@ -257,6 +263,22 @@ def export(vae, text_encoder, tokenizer, unet, folder: Path, extra: dict | None 
     shutil.rmtree(old, ignore_errors=True)
 
 
+def init_from(folder: Path, out: Path, vae_steps: int) -> None:
+    """Seed the checkpoints in ``out`` from an exported model folder (its EMA weights; the
+    optimiser starts afresh), so training can go on where a shipped model left off."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    if (out / "unet.pt").exists():
+        return
+    te = CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict()
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet").state_dict()
+    step = json.loads((folder / "training.json").read_text())["unet_steps"]
+    vae = AutoencoderKL.from_pretrained(folder / "vae").state_dict()
+    save_state(out / "vae.pt", model=vae, opt=None, step=vae_steps, loss=float("nan"))
+    save_state(out / "unet.pt", te=te, unet=unet, ema_te=te, ema_unet=unet, opt=None, step=step, loss=float("nan"))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/toy"), help="checkpoints and logs")
@@ -272,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="a few steps on a few scenes (CI)")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="go on from an exported model folder (e.g. the shipped one) when --out has no checkpoint")
     a = p.parse_args(argv)
     if a.quick:
         a.scenes, a.unet_scenes, a.vae_steps, a.unet_steps, a.batch, a.vae_batch = 64, 64, 3, 3, 4, 4
@@ -280,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(a.seed)
     a.out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_clip_tokenizer(WORDS, a.out / "tokenizer", model_max_length=MAX_LENGTH)
+    if a.init_from:
+        init_from(a.init_from, a.out, a.vae_steps)
     images, captions = dataset(a.scenes, a.seed, a.out / f"scenes_{a.scenes}.npz")
     vae = train_vae(images, a.out, a.vae_steps, a.vae_batch, a.seed, a.vae_crop)
     vae.requires_grad_(False)
