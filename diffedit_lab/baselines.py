@@ -23,11 +23,14 @@ import numpy as np
 import torch
 
 from .denoise import DenoiseResult, encode_decode, masked_denoise, sdedit
+from .edit import edit
 from .inversion import Inversion
+from .latents import decode, load_image
 from .models import Components
 from .sampling import strength_steps
 
 __all__ = [
+    "compare",
     "diffusers_decode",
     "diffusers_edit",
     "diffusers_pipeline",
@@ -103,6 +106,7 @@ def diffusers_prepare(pipe, images: list, sources: list[str], targets: list[str]
 
     Returns ``(masks (B, h, w) 0/1, inverted latents (B, T, C, h, w) noisiest first)``.
     """
+    images = [load_image(i) for i in images]  # numpy arrays, paths… as PIL (what the pipeline takes)
     masks = []
     for image, source, target, g in zip(images, sources, targets, _generators(seeds)):
         masks.append(pipe.generate_mask(
@@ -149,3 +153,36 @@ def diffusers_edit(c: Components, image, source: str, target: str, *, strength: 
     )
     out = diffusers_decode(pipe, masks, latents, [target], strength=strength, steps=steps, guidance=guidance)
     return out[0], masks[0]
+
+
+# --------------------------------------------------------------------------- all of them on one image
+
+
+def compare(c: Components, image, source: str, target: str, region, *, strength: float = 0.8, steps: int = 50,
+            n: int | None = None, seed: int = 0) -> tuple[dict, dict]:
+    """Every method on one image at encoding ratio ``strength``: ``(images, masks)``, both keyed
+    ``diffedit``, ``sdedit``, ``encode_decode``, ``oracle``, ``diffusers`` (images (H, W, 3) uint8;
+    latent masks (h, w) 0/1 for the three methods that have one).
+
+    DiffEdit is :func:`~diffedit_lab.edit` at the model's settings; encode–decode and the oracle
+    reuse its encoding; SDEdit's noise and diffusers' generators are seeded with ``seed``; all
+    decode with DiffEdit's guidance, and both masks average ``n`` draws (None: the model's
+    default). ``region``: the true edited region (pixels), for the oracle.
+    """
+    res = edit(c, image, source, target, n=n, strength=strength, steps=steps, seed=seed, progress=False)
+    g = res.settings["guidance"]
+    latents = dict(
+        diffedit=res.latents,
+        sdedit=sdedit(c, res.inversion.z0, target, strength=strength, steps=steps, guidance=g, seed=seed,
+                      progress=False).latents,
+        encode_decode=encode_decode(c, res.inversion, target, guidance=g, progress=False).latents,
+        oracle=oracle(c, res.inversion, region, target, guidance=g, progress=False).latents,
+    )
+    images = {k: np.asarray(decode(c, z)[0]) for k, z in latents.items()}
+    images["diffusers"], d_mask = diffusers_edit(
+        c, image, source, target, strength=strength, steps=steps, guidance=g, seed=seed,
+        n=res.settings["n"],
+    )
+    masks = dict(diffedit=res.mask.mask[0].cpu().numpy(), oracle=latent_region(c, region)[0, 0].cpu().numpy(),
+                 diffusers=d_mask)
+    return images, masks

@@ -56,10 +56,10 @@ def test_edits_are_held_out_and_balanced():
 def test_mask_draws_equal_noise_diff_mask_for_every_n_and_reference(tiny_components, data):
     c, d = tiny_components, data
     seeds = [7, 8]
-    to_caption, to_empty = q.mask_deltas(c, d["z0"], d["source"], d["target"], d["uncond"], seeds, n=4,
+    to_caption, to_empty = q.mask_deltas(c, d["z0"], d["source"], d["target"], d["uncond"], seeds, n=3,
                                          strength=0.5, steps=STEPS, guidance=5.0)
     for i, e in enumerate(d["edits"]):
-        for n in (1, 4):
+        for n in (1, 3):
             for deltas, reference in ((to_caption, e.source), (to_empty, "")):
                 lib = noise_diff_mask(c, d["z0"][i:i + 1], reference, e.target, n=n, strength=0.5, guidance=5.0,
                                       seed=seeds[i], steps=STEPS, progress=False)
@@ -134,6 +134,25 @@ def test_latent_region_any_overlap(tiny_components):
         latent_region(tiny_components, np.zeros((7, 8)))
 
 
+def test_compare_runs_every_method_on_one_image(tiny_components):
+    from diffedit_lab import edit
+
+    e = held_out_edits(1, 123)[0]
+    images, masks = q_compare(tiny_components, e)
+    assert list(images) == list(q.METHODS) and list(masks) == list(q.MASK_METHODS)
+    assert all(v.shape == (64, 64, 3) and v.dtype == np.uint8 for v in images.values())
+    assert all(m.shape == (32, 32) for m in masks.values())
+    ours = edit(tiny_components, e.scene.image, e.source, e.target, n=2, strength=0.5, steps=2, seed=1,
+                progress=False)
+    assert np.array_equal(np.asarray(ours.image), images["diffedit"])
+
+
+def q_compare(c, e):
+    from diffedit_lab.baselines import compare
+
+    return compare(c, e.scene.image, e.source, e.target, e.mask, n=2, strength=0.5, steps=2, seed=1)
+
+
 # --------------------------------------------------------------------------- pure pieces
 
 
@@ -203,8 +222,12 @@ def test_settings_and_planned_rows():
 
 
 def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
+    from diffedit_lab.bench.__main__ import main
+
     out = tmp_path / "bench"
-    assert q.main(["--quick", "--edits", "2", "--model", str(tiny_model_dir), "--out", str(out), "--no-progress"]) == 0
+    argv = ["quality", "--quick", "--edits", "2", "--steps", "3", "--model", str(tiny_model_dir), "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "edit success" in printed and "ablations at r = 0.8" in printed
     res = json.loads((out / "results.json").read_text())
@@ -225,8 +248,8 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     assert res["ceilings"]["input_unchanged"]["edit_success"] == 0.0
     assert all(res["checks"]["shared_encoding"].values()) and all(res["checks"]["diffusers_shared_invert"].values())
     s = res["settings"]
-    assert s["steps"] == q.QUICK["steps"] and s["edits"] == 2 and s["unet_rows"] == q.plan_rows(q.Settings(
-        **{**q.QUICK, "edits": 2}), s["guidance"])
+    assert s["steps"] == 3 and s["edits"] == 2 and s["unet_rows"] == q.plan_rows(q.Settings(
+        **{**q.QUICK, "edits": 2, "steps": 3}), s["guidance"])
     for name in res["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6)

@@ -723,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     s = settings_from(a)
     c = load_components(a.model, device=a.device)
-    print(f"model {c.name}: {s.edits} edits, r ∈ {list(s.ratios)}, {s.steps} DDIM steps, "
+    print(f"model {a.model or 'embedded toy model'}: {s.edits} edits, r ∈ {list(s.ratios)}, {s.steps} DDIM steps, "
           f"{torch.get_num_threads()} thread(s)", flush=True)
     out = run(c, s, model_dir=a.model, progress=not a.no_progress)
     results = out["report"]
