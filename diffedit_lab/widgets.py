@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import time
 import traceback
 import warnings
@@ -100,6 +101,15 @@ def show(output: W.Output, *items) -> None:
         else:
             outs.append(figure_output(item))
     output.outputs = tuple(outs)
+
+
+def moved(change) -> bool:
+    """Whether a trait change is a real one. Browsers send slider values back with float noise
+    (``0.4`` → ``0.39999999999999997``); reacting to those would redo work and overwrite messages."""
+    old, new = change["old"], change["new"]
+    if isinstance(old, float) and isinstance(new, float):
+        return not math.isclose(old, new, rel_tol=1e-9, abs_tol=1e-12)
+    return old != new
 
 
 def error_line(err: BaseException) -> str:
@@ -192,7 +202,7 @@ class MaskExplorer(_App):
         self.status = W.HTML()
         self.output = W.Output()
         for w in self.controls.values():
-            w.observe(self._safe(lambda _change: self.update()), names="value")
+            w.observe(self._safe(lambda change: moved(change) and self.update()), names="value")
         self.widget = W.VBox([W.HBox(list(self.controls.values())), self.status, self.output])
         self._safe(self.update)()
 
@@ -288,7 +298,10 @@ class Explorer(_App):
     ``guidance``; ``.run_button``, ``.progress``, ``.status``; ``.mask_output`` (the live mask)
     and ``.output`` (the edit). State: ``.image``, ``.edit_spec`` (the toy edit, or ``None`` for
     an upload), ``.mask`` (the ``MaskResult`` at the current κ, τ), ``.result`` (the last
-    ``EditResult``); counters ``.mask_computations``, ``.inversions``, ``.runs``.
+    ``EditResult``); counters ``.mask_computations`` (mask requests: κ and τ never make one),
+    ``.inversions`` (DDIM encodings computed), ``.runs``. The model work goes through an
+    :class:`~diffedit_lab.EditSession` per image (``.session()``), so going back to earlier
+    settings is free.
     """
 
     def __init__(self, c=None, *, scene: int = 0, kind: str | None = "colour", image=None, source: str = "",
@@ -298,13 +311,12 @@ class Explorer(_App):
         self.c = c
         self.auto_mask = auto_mask
         self.image = None
-        self._z0 = None
+        self._session = None
+        self._inverted = set()  # (image, r, steps) already DDIM-encoded in a session
         self.edit_spec = None
         self.true_mask = None
         self._mask_base = None  # MaskResult as computed (before re-thresholding)
         self.mask = None
-        self._inversion = None
-        self._inversion_key = None
         self.result = None
         self.last_error = None
         self.mask_computations = self.inversions = self.runs = 0
@@ -343,13 +355,13 @@ class Explorer(_App):
         self.output = W.Output()
         ctl = self.controls
 
-        ctl["scene"].observe(self._safe(lambda _: self._on_scene()), names="value")
-        ctl["kind"].observe(self._safe(lambda _: self._on_scene()), names="value")
+        ctl["scene"].observe(self._safe(lambda ch: moved(ch) and self._on_scene()), names="value")
+        ctl["kind"].observe(self._safe(lambda ch: moved(ch) and self._on_scene()), names="value")
         ctl["upload"].observe(self._safe(lambda ch: self._on_upload(ch["new"])), names="value")
         for name in ("source", "target", "n", "mask_strength", "seed", "steps"):  # the mask's t depends on the steps
-            ctl[name].observe(self._safe(lambda _: self._on_mask_input()), names="value")
+            ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_mask_input()), names="value")
         for name in ("clamp_ratio", "threshold"):
-            ctl[name].observe(self._safe(lambda _: self._on_threshold()), names="value")
+            ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_threshold()), names="value")
         self.run_button.on_click(self._safe(lambda _b: self.run()))
 
         head = W.HTML("<b>DiffEdit explorer</b> — the mask follows κ and τ live; "
@@ -408,8 +420,7 @@ class Explorer(_App):
     def _set_inputs(self, image, true_mask, source, target) -> None:
         self.image = image
         self.true_mask = true_mask
-        self._z0 = None
-        self._inversion = self._inversion_key = None
+        self._session = None
         self._mask_base = self.mask = None
         self.result = None
         self._quiet = True
@@ -432,27 +443,25 @@ class Explorer(_App):
         else:
             self._draw_input()
 
-    def latents(self):
-        """``z0 = encode(image)`` (the VAE mean, as :func:`~diffedit_lab.edit` uses), cached per image."""
-        from .latents import encode
+    def session(self):
+        """The :class:`~diffedit_lab.EditSession` of the current image (created on first use): it
+        encodes the image once and caches text embeddings, mask draws, masks and inversions."""
+        from .edit import EditSession
 
-        if self._z0 is None:
-            self._z0 = encode(self.components(), self.image)
-        return self._z0
+        if self._session is None:
+            self._session = EditSession(self.components(), self.image)
+        return self._session
 
     def compute_mask(self):
-        """Step 1 (model calls): the noise-difference mask for the current texts and settings."""
-        from .mask import noise_diff_mask
-
+        """Step 1 (model calls, unless cached): the mask for the current texts and settings."""
         ctl = self.controls
         if not ctl["target"].value.strip():
             raise ValueError("type a target text Q first")
-        c = self.components()
         self._set_status("computing the mask …")
-        self._mask_base = noise_diff_mask(
-            c, self.latents(), ctl["source"].value, ctl["target"].value, n=ctl["n"].value,
-            strength=ctl["mask_strength"].value, guidance=ctl["guidance"].value, clamp_ratio=ctl["clamp_ratio"].value,
-            threshold=ctl["threshold"].value, seed=ctl["seed"].value, steps=ctl["steps"].value, progress=False,
+        self._mask_base = self.session().mask(
+            ctl["source"].value, ctl["target"].value, seed=ctl["seed"].value, n=ctl["n"].value,
+            mask_strength=ctl["mask_strength"].value, guidance=ctl["guidance"].value,
+            clamp_ratio=ctl["clamp_ratio"].value, threshold=ctl["threshold"].value, steps=ctl["steps"].value,
         )
         self.mask_computations += 1
         self._on_threshold()
@@ -479,11 +488,10 @@ class Explorer(_App):
     # ----------------------------------------------------------------- edit
 
     def run(self):
-        """Steps 2 and 3: DDIM-encode (cached while r and the steps are unchanged), decode with Q
+        """Steps 2 and 3: DDIM-encode (cached per r and steps), decode with Q
         inside the mask; shows input, mask, output and their difference. Returns the ``EditResult``."""
         from .denoise import masked_denoise
         from .edit import EditResult
-        from .inversion import ddim_invert
         from .latents import decode
 
         ctl = self.controls
@@ -493,17 +501,18 @@ class Explorer(_App):
         try:
             if self.mask is None:
                 self.compute_mask()
-            key = (id(self.image), ctl["strength"].value, ctl["steps"].value)
             from .sampling import strength_steps
 
             total = strength_steps(ctl["steps"].value, ctl["strength"].value)
             self.progress.max = 2 * total
             self.progress.value = 0
-            if self._inversion_key != key:
+            key = (id(self.image), ctl["strength"].value, ctl["steps"].value)
+            if key not in self._inverted:
                 self._set_status(f"DDIM encoding ({total} steps) …")
-                self._inversion = ddim_invert(c, self.latents(), "", strength=ctl["strength"].value, steps=ctl["steps"].value,
-                                              progress=False)
-                self._inversion_key = key
+            inversion = self.session().inversion("", strength=ctl["strength"].value, steps=ctl["steps"].value,
+                                                 progress=False)  # cached per r and steps
+            if key not in self._inverted:
+                self._inverted.add(key)
                 self.inversions += 1
             self.progress.value = total
             self._set_status(f"decoding with “{ctl['target'].value}” ({total} steps) …")
@@ -511,16 +520,16 @@ class Explorer(_App):
             def step(i, _t, _z):
                 self.progress.value = total + i + 1
 
-            out = masked_denoise(c, self._inversion, self.mask, ctl["target"].value, guidance=ctl["guidance"].value,
+            out = masked_denoise(c, inversion, self.mask, ctl["target"].value, guidance=ctl["guidance"].value,
                                  callback=step, progress=False)
             images = decode(c, out.latents)
         finally:
             self.run_button.disabled = False
         settings = {k: w.value for k, w in ctl.items() if k not in ("upload",)}
-        self.result = EditResult(image=images[0], images=images, mask=self.mask, inversion=self._inversion,
+        self.result = EditResult(image=images[0], images=images, mask=self.mask, inversion=inversion,
                                  latents=out.latents, trajectory=out.trajectory, settings=settings)
         self.runs += 1
-        lines = [f"done in {time.perf_counter() - t0:.1f} s"]
+        lines = [f"edit {self.runs} done in {time.perf_counter() - t0:.1f} s"]
         if self.edit_spec is not None:
             from .toy.checker import check_edit
 
