@@ -195,6 +195,11 @@ def test_report_and_ablations_from_rows():
     assert list(ab["encoding"]) == ["empty, w=1", "caption, w=7.5"]  # a missing variant is left out
 
 
+def test_parts_merge_weighted_by_their_edits():
+    assert q._weighted([30.0, 33.0], [1, 2]) == 32.0
+    assert q._weighted([dict(a=0.0, b=1.0), dict(a=1.0, b=1.0)], [3, 1]) == dict(a=0.25, b=1.0)
+
+
 def test_tradeoff_points_sorted_and_without_nan():
     results = {"methods": {
         "diffedit": {"0.8": dict(background_psnr=30.0, edit_success=0.9), "0.3": dict(background_psnr=35.0,
@@ -253,3 +258,5 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     for name in res["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6)
+    table = (out / "table.md").read_text().splitlines()
+    assert table[0].startswith("| method | r | edit success") and len([x for x in table if x.startswith("| ")]) == 12

@@ -35,7 +35,8 @@ its own encoding) and numerically in the tests; diffusers' ``invert`` likewise. 
 decoded with the VAE once at the end.
 
 Writes ``results.json`` (every figure, with standard errors, per kind of edit, the settings and
-the checks) and ``tradeoff.png``/``ablations.png`` into ``--out``; prints a progress bar (UNet
+the checks), ``table.md`` (the README's table), ``tradeoff.png``/``ablations.png`` and
+``rows.jsonl`` (every scored output) into ``--out``; prints a progress bar (UNet
 rows, one latent through the UNet each) and a table.
 """
 
@@ -96,6 +97,7 @@ class Settings:
     inversion_guidance: float = 7.5  # the guided encoding of the ablation, and diffusers' invert default
     oracle_cover: float = 0.0
     batch: int = 32
+    first: int = 0  # the first edit (a worker's slice)
     dilate: int = 2
 
 
@@ -267,20 +269,96 @@ def ablation_variants(s: Settings) -> list[tuple]:
     return out
 
 
-def run(c, s: Settings, *, model_dir=None, progress: bool = True) -> dict:
-    """Run the benchmark; returns the report (see :func:`report`) and the per-output rows."""
+def run(c, s: Settings, *, model_dir=None, progress: bool = True, workers: int = 1) -> dict:
+    """Run the benchmark: ``{"report": results.json content (see :func:`report`), "rows": every
+    scored output}``. ``workers > 1``: the edits are split between that many processes of one
+    torch thread each (``model_dir``/``c.device`` say what they load)."""
+    t_start = time.perf_counter()
+    guidance = float(s.guidance if s.guidance is not None else c.defaults.get("guidance", 7.5))
+    s = replace(s, ratios=tuple(sorted(set(s.ratios))), guidance=guidance)
+    bar = Progress(plan_rows(s, guidance), progress)
+    if workers <= 1:
+        parts = [_run_part(c, s, bar)]
+    else:
+        parts = _run_parallel(model_dir, str(c.device), s, workers, bar)
+    bar.close()
+    rows = [row for part in parts for row in part["rows"]]
+    counts = [part["count"] for part in parts]
+    ceilings = {key: _weighted([p["ceilings"][key] for p in parts], counts) for key in parts[0]["ceilings"]}
+    checks = {key: {r: all(p["checks"][key][r] for p in parts) for r in parts[0]["checks"][key]}
+              for key in parts[0]["checks"]}
+    timing = dict(total_s=time.perf_counter() - t_start, workers=[p["timing"] for p in parts])
+    settings = dict(asdict(s), ratios=list(s.ratios), model=c.name, model_defaults=c.defaults, device=str(c.device),
+                    workers=max(1, workers), threads=torch.get_num_threads() if workers <= 1 else 1,
+                    unet_rows=bar.rows, model_dir=str(model_dir) if model_dir else None,
+                    model_training=_training_info(model_dir),
+                    diffusers=dict(generate_mask="one image per call, guidance as decoding, n, κ, mask strength as ours",
+                                   invert=f"prompt = source caption, guidance {s.inversion_guidance} (its default)",
+                                   call="prompt = target caption, no negative prompt, guidance as ours"))
+    return dict(report=report(rows, settings, ceilings, checks, timing), rows=rows)
+
+
+def _weighted(values: list, counts: list[int]):
+    """Means of parts (numbers, or dicts of numbers) → the mean over all, weighted by the counts."""
+    if isinstance(values[0], dict):
+        return {k: _weighted([v[k] for v in values], counts) for k in values[0]}
+    return float(np.average(values, weights=counts))
+
+
+def _run_parallel(model_dir, device: str, s: Settings, workers: int, bar: "Progress") -> list[dict]:
+    """:func:`_run_part` on ``workers`` contiguous slices of the edits, one process (one torch
+    thread) each; their UNet rows feed ``bar`` through a shared counter."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    bounds = np.linspace(0, s.edits, workers + 1).round().astype(int)
+    slices = [replace(s, first=s.first + int(a), edits=int(b - a)) for a, b in zip(bounds, bounds[1:]) if b > a]
+    with ProcessPoolExecutor(len(slices), mp_context=ctx, initializer=_init_worker, initargs=(counter,)) as pool:
+        futures = [pool.submit(_worker, model_dir, device, part) for part in slices]
+        while not all(f.done() for f in futures):
+            time.sleep(0.5)
+            bar(counter.value - bar.rows)
+        bar(counter.value - bar.rows)
+        return [f.result() for f in futures]
+
+
+_COUNTER = None
+
+
+def _init_worker(counter) -> None:
+    global _COUNTER
+    _COUNTER = counter
+    torch.set_num_threads(1)
+
+
+def _count(rows: int) -> None:
+    with _COUNTER.get_lock():
+        _COUNTER.value += rows
+
+
+def _worker(model_dir, device: str, s: Settings) -> dict:
+    from .. import load_components
+
+    return _run_part(load_components(model_dir, device=device), s, _count)
+
+
+def _run_part(c, s: Settings, tick) -> dict:
+    """The benchmark on edits ``first … first + edits − 1``: their scored rows, ceilings, checks
+    and stage timings. ``tick(rows)`` is told of every UNet call."""
     from PIL import Image
 
     from ..baselines import diffusers_decode, diffusers_pipeline, diffusers_prepare, latent_region
 
     t_start = time.perf_counter()
-    guidance = float(s.guidance if s.guidance is not None else c.defaults.get("guidance", 7.5))
-    ratios = tuple(sorted(set(s.ratios)))
+    guidance = s.guidance
+    ratios = s.ratios
     r_max = max(ratios + (s.ablation_r,))
-    edits = held_out_edits(s.edits, s.seed)
-    seeds = [s.seed + i for i in range(s.edits)]
+    edits = held_out_edits(s.first + s.edits, s.seed)[s.first:]
+    seeds = [s.seed + s.first + i for i in range(s.edits)]
     timing: dict[str, float] = {}
-    bar = Progress(plan_rows(replace(s, ratios=ratios), guidance), progress)
+    bar = tick
 
     # inputs: latents, embeddings (one per distinct text), true regions
     t0 = time.perf_counter()
@@ -328,8 +406,8 @@ def run(c, s: Settings, *, model_dir=None, progress: bool = True) -> dict:
     # SDEdit's noise, one draw per edit (as ``sdedit(seed=...)``), the same for every r
     from diffusers.utils.torch_utils import randn_tensor
 
-    noise = torch.cat([randn_tensor(z0[:1].shape, generator=make_generator(s.seed + SDEDIT_SEED_OFFSET + i))
-                       for i in range(s.edits)]).to(z0.device)
+    noise = torch.cat([randn_tensor(z0[:1].shape, generator=make_generator(seed + SDEDIT_SEED_OFFSET))
+                       for seed in seeds]).to(z0.device)
 
     # step 3: the jobs, batched per ratio
     plans: dict[float, Plan] = {}
@@ -403,7 +481,6 @@ def run(c, s: Settings, *, model_dir=None, progress: bool = True) -> dict:
             for i in range(0, s.edits, s.batch)
         ])
     timing["diffusers_s"] = time.perf_counter() - t0
-    bar.close()
 
     # decode and score everything
     t0 = time.perf_counter()
@@ -413,24 +490,18 @@ def run(c, s: Settings, *, model_dir=None, progress: bool = True) -> dict:
     all_masks = torch.cat(job_masks).cpu().numpy()
     rows = []
     for job, i, out, m in zip(job_list, job_edits, pixels, all_masks):
-        rows.append(_row(job, edits[i], i, out, m if job.method in MASK_METHODS else None))
+        rows.append(_row(job, edits[i], s.first + i, out, m if job.method in MASK_METHODS else None))
     for r in ratios:
         for i, (out, m) in enumerate(zip(d_images[r], d_masks)):
-            rows.append(_row(Job("diffusers", r), edits[i], i, out, m))
+            rows.append(_row(Job("diffusers", r), edits[i], s.first + i, out, m))
     ceilings = _ceilings(c, edits, s)
     timing["scoring_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - t_start
-    settings = dict(asdict(s), ratios=list(ratios), guidance=guidance, model=c.name, model_defaults=c.defaults,
-                    device=str(c.device), threads=torch.get_num_threads(), unet_rows=bar.rows,
-                    model_dir=str(model_dir) if model_dir else None, model_training=_training_info(model_dir),
-                    diffusers=dict(generate_mask="one image per call, guidance as decoding, n, κ, mask strength as ours",
-                                   invert=f"prompt = source caption, guidance {s.inversion_guidance} (its default)",
-                                   call="prompt = target caption, no negative prompt, guidance as ours"))
     checks = dict(
-        shared_encoding={str(r): bool(v) for r, v in shared.items()},
-        diffusers_shared_invert={str(r): bool(v) for r, v in d_shared.items()},
+        shared_encoding={rkey(r): bool(v) for r, v in shared.items()},
+        diffusers_shared_invert={rkey(r): bool(v) for r, v in d_shared.items()},
     )
-    return dict(report=report(rows, settings, ceilings, checks, timing), rows=rows)
+    return dict(rows=rows, ceilings=ceilings, checks=checks, timing=timing, count=len(edits))
 
 
 def _diffusers_prefix_ok(pipe, steps: int, strength: float, largest: float) -> bool:
@@ -587,6 +658,23 @@ def format_results_table(results: dict) -> str:
     return "\n".join([text[0], "  ".join("-" * w for w in widths), *text[1:]])
 
 
+def markdown_table(results: dict) -> str:
+    """The README's table: method × r → edit success (± s.e.), background PSNR, mask IoU."""
+    s = results.get("settings", {})
+    lines = ["| method | r | edit success | untouched kept | background PSNR | mask IoU |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for method, by_r in results["methods"].items():
+        for r, v in by_r.items():
+            iou = "—" if not np.isfinite(v["mask_iou"]) else f"{v['mask_iou']:.2f}"
+            lines.append(f"| {method} | {r} | {100 * v['edit_success']:.0f} % ± {100 * v['edit_success_se']:.0f} "
+                         f"| {100 * v['untouched_kept']:.0f} % | {v['background_psnr']:.1f} dB | {iou} |")
+    vae = results.get("ceilings", {}).get("vae_psnr")
+    if vae is not None:
+        lines.append(f"\n{s.get('edits', '?')} held-out edits, {s.get('steps', '?')} DDIM steps, guidance "
+                     f"{s.get('guidance', '?')}; the VAE round trip alone keeps the background at {vae:.1f} dB.")
+    return "\n".join(lines)
+
+
 def format_ablation_table(results: dict) -> str:
     """Each ablation value: edit success, untouched kept, background PSNR, mask IoU."""
     ab = results["ablations"]
@@ -668,8 +756,9 @@ def load_results(path) -> dict:
 def write(out: Path, results: dict, rows: list[dict] | None = None) -> list[Path]:
     """results.json, the plots, and (if given) rows.jsonl with every scored output."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "results.json"]
+    paths = [out / "results.json", out / "table.md"]
     paths[0].write_text(json.dumps(results, indent=1, default=_jsonable, allow_nan=True) + "\n")
+    paths[1].write_text(markdown_table(results) + "\n")
     for name, fig in (("tradeoff.png", tradeoff_figure(results)), ("ablations.png", ablation_figure(results))):
         fig.savefig(out / name, dpi=110)
         paths.append(out / name)
@@ -700,7 +789,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="model folder (default: the embedded toy model)")
     p.add_argument("--seed", type=int, default=BENCH_SEED, help="first held-out seed")
     p.add_argument("--batch", type=int, default=32, help="edits per UNet call")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (with --workers 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes of one torch thread each (robust on a busy machine: threads spin)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -724,8 +815,8 @@ def main(argv: list[str] | None = None) -> int:
     s = settings_from(a)
     c = load_components(a.model, device=a.device)
     print(f"model {a.model or 'embedded toy model'}: {s.edits} edits, r ∈ {list(s.ratios)}, {s.steps} DDIM steps, "
-          f"{torch.get_num_threads()} thread(s)", flush=True)
-    out = run(c, s, model_dir=a.model, progress=not a.no_progress)
+          + (f"{a.workers} worker processes" if a.workers > 1 else f"{torch.get_num_threads()} thread(s)"), flush=True)
+    out = run(c, s, model_dir=a.model, progress=not a.no_progress, workers=a.workers)
     results = out["report"]
     paths = write(a.out, results, out["rows"])
     print(format_results_table(results))
