@@ -91,17 +91,19 @@ def _denoise_loop(
     z: torch.Tensor,
     timesteps: torch.Tensor,
     scheduler,
-    prompt,
-    negative_prompt,
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None,
     guidance: float,
     blend: Callable[[int, torch.Tensor], torch.Tensor] | None,
     callback,
     progress: bool,
     desc: str,
 ) -> DenoiseResult:
-    """``y_{t−1} = DDIM(y_t, ε̂(y_t, t, Q))``, then ``blend(i, y_{t−1})`` after step ``i``."""
-    cond = encode_prompt(c, prompt)
-    uncond = encode_prompt(c, negative_prompt) if guidance > 1 else None
+    """``y_{t−1} = DDIM(y_t, ε̂(y_t, t, Q))``, then ``blend(i, y_{t−1})`` after step ``i``.
+
+    ``cond``: (1 or B, L, D) embeddings of ``Q``; ``uncond``: (1, L, D) of the negative text or
+    ``None`` (no guidance).
+    """
     trajectory = [z]
     for i, t in enumerate(progress_bar(timesteps, progress, desc)):
         eps = guided_noise(c, z, t, cond, uncond, guidance)
@@ -112,6 +114,12 @@ def _denoise_loop(
         if callback is not None:
             callback(i, t, z)
     return DenoiseResult(latents=z, trajectory=torch.stack(trajectory), timesteps=timesteps.cpu())
+
+
+def _embeddings(c: Components, prompt, negative_prompt, guidance: float):
+    """``c(Q)`` and, with guidance, ``c(∅)`` of the negative text (``None`` means ``""``)."""
+    uncond = encode_prompt(c, "" if negative_prompt is None else negative_prompt) if guidance > 1 else None
+    return encode_prompt(c, prompt), uncond
 
 
 def masked_denoise(
@@ -134,17 +142,59 @@ def masked_denoise(
     """
     check_prompt("prompt", prompt)
     guidance = check_guidance("guidance", guidance)
+    m = as_latent_mask(c, mask, inversion.latents)
+    warn_if_empty_mask(m)
+    cond, uncond = _embeddings(c, prompt, negative_prompt, guidance)
+    return _masked_decoding(c, inversion, m, cond, uncond, guidance, callback, progress)
+
+
+def masked_denoise_many(
+    c: Components,
+    inversion: Inversion,
+    masks: list,
+    prompts: list,
+    *,
+    negative_prompt=None,
+    guidance: float = 7.5,
+    progress: bool = True,
+) -> list[DenoiseResult]:
+    """:func:`masked_denoise` of several queries on one inversion, in one batch: result ``k``
+    decodes ``prompts[k]`` with ``masks[k]``.
+
+    K queries make one UNet call of 2K rows per step instead of K calls of 2 rows; on a CPU a
+    10-row call costs about 60 % per row of a 2-row call. The numbers are those of K separate
+    :func:`masked_denoise` calls up to the UNet's float rounding for another batch size (~1e-6).
+    """
+    if len(masks) != len(prompts) or not prompts:
+        raise ValueError(f"`masks` and `prompts` must be non-empty lists of the same length, got {len(masks)} "
+                         f"and {len(prompts)}.")
+    guidance = check_guidance("guidance", guidance)
+    batch = inversion.latents.shape[0]
+    parts = []
+    for mask, prompt in zip(masks, prompts):
+        check_prompt("prompt", prompt)
+        m = as_latent_mask(c, mask, inversion.latents)
+        warn_if_empty_mask(m)
+        parts.append(m.expand(batch, -1, -1, -1))
+    cond = torch.cat([encode_prompt(c, p).expand(batch, -1, -1) for p in prompts])
+    _, uncond = _embeddings(c, prompts[0], negative_prompt, guidance)
+    result = _masked_decoding(c, inversion, torch.cat(parts), cond, uncond, guidance, None, progress, len(prompts))
+    rows = [slice(k * batch, (k + 1) * batch) for k in range(len(prompts))]
+    return [DenoiseResult(latents=result.latents[r], trajectory=result.trajectory[:, r], timesteps=result.timesteps,
+                          mask=result.mask[r]) for r in rows]
+
+
+def _masked_decoding(c, inversion: Inversion, m, cond, uncond, guidance, callback, progress, copies: int = 1):
+    """The decoding loop of :func:`masked_denoise` for ``copies`` queries stacked target-major."""
     scheduler, _ = fresh_schedulers(c)
     timesteps = denoising_timesteps(scheduler, inversion.steps, inversion.strength)
     if not torch.equal(timesteps.flip(0).cpu(), inversion.timesteps.cpu()):
         warnings.warn(
             "the denoising timesteps are not the inversion timesteps reversed: the blend mixes different noise levels.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    m = as_latent_mask(c, mask, inversion.latents)
-    warn_if_empty_mask(m)
-    encoded = inversion.trajectory
+    encoded = inversion.trajectory if copies == 1 else inversion.trajectory.repeat(1, copies, 1, 1, 1)
     last = len(timesteps) - 1
 
     def blend(i: int, y: torch.Tensor) -> torch.Tensor:  # after step i the level is that of encoded[last - i]
@@ -153,9 +203,7 @@ def masked_denoise(
         return (m * y + (1 - m) * encoded[last - i]).contiguous()
 
     result = _denoise_loop(
-        c, inversion.latents, timesteps, scheduler, prompt, "" if negative_prompt is None else negative_prompt, guidance,
-        blend, callback, progress,
-        "DiffEdit decoding",
+        c, encoded[-1], timesteps, scheduler, cond, uncond, guidance, blend, callback, progress, "DiffEdit decoding"
     )
     result.mask = m
     return result
@@ -167,7 +215,9 @@ def encode_decode(c: Components, inversion: Inversion, prompt, *, guidance: floa
     guidance = check_guidance("guidance", guidance)
     scheduler, _ = fresh_schedulers(c)
     timesteps = denoising_timesteps(scheduler, inversion.steps, inversion.strength)
-    return _denoise_loop(c, inversion.latents, timesteps, scheduler, prompt, "", guidance, None, None, progress, "encode-decode")
+    cond, uncond = _embeddings(c, prompt, "", guidance)
+    return _denoise_loop(c, inversion.latents, timesteps, scheduler, cond, uncond, guidance, None, None, progress,
+                         "encode-decode")
 
 
 def sdedit(
@@ -196,4 +246,5 @@ def sdedit(
 
     noise = randn_tensor(z0.shape, generator=make_generator(seed), device=z0.device, dtype=z0.dtype)
     z_t = scheduler.add_noise(z0, noise, timesteps[:1])
-    return _denoise_loop(c, z_t, timesteps, scheduler, prompt, "", guidance, None, None, progress, "SDEdit")
+    cond, uncond = _embeddings(c, prompt, "", guidance)
+    return _denoise_loop(c, z_t, timesteps, scheduler, cond, uncond, guidance, None, None, progress, "SDEdit")

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from .checks import check_count, check_guidance, check_positive, check_prompt, check_strength, check_threshold
-from .denoise import masked_denoise
+from .denoise import masked_denoise, masked_denoise_many
 from .inversion import Inversion, ddim_invert
 from .latents import decode, encode, encode_prompt, is_latents, make_generator
 from .mask import MaskResult, mask_draws, mask_from_draws
@@ -118,7 +118,8 @@ class EditSession:
     A cached result is the very result of the computation, and a recomputed one is identical to
     it (``torch.equal``): the mask's source and target branches are always separate UNet calls,
     since the UNet's float rounding can depend on the batch size. This is what makes an
-    interactive explorer responsive, and trying several targets on one image cheap.
+    interactive explorer responsive, and trying several targets on one image cheap —
+    :meth:`run_many` also batches their decodings.
     """
 
     def __init__(self, c: Components, image, *, max_cached: int = 8):
@@ -204,32 +205,55 @@ class EditSession:
     def run(self, source, target, *, inversion_prompt="", seed: int | None = None, progress: bool = True,
             **settings) -> EditResult:
         """Like :func:`edit` (same keyword arguments), reusing what the cache holds."""
-        check_prompt("target", target, required=True)
+        return self._run(source, [target], inversion_prompt, seed, progress, settings)[0]
+
+    def run_many(self, source, targets: list, *, inversion_prompt="", seed: int | None = None, progress: bool = True,
+                 **settings) -> list[EditResult]:
+        """One edit per target (each a text, or a list of texts to mean-pool), as :meth:`run` —
+        the same masks and inversion — with the decodings **batched**: K targets make one UNet call
+        of 2K rows per step instead of K calls of 2 rows, which a CPU runs in ~60 % of the time
+        per row. The decodings equal :meth:`run`'s up to the UNet's float rounding for the larger
+        batch (~1e-6); they are cached too, under the whole list of targets."""
+        if not isinstance(targets, (list, tuple)) or not targets:
+            raise TypeError(f"`targets` must be a non-empty list of target texts, got {targets!r}.")
+        return self._run(source, list(targets), inversion_prompt, seed, progress, settings)
+
+    def _run(self, source, targets: list, inversion_prompt, seed, progress: bool, settings: dict) -> list[EditResult]:
+        for target in targets:
+            check_prompt("target", target, required=True)
         s = self.settings(**settings)
         check_prompt("source", source)
         check_prompt("inversion_prompt", inversion_prompt)
-        mask = self._mask(source, target, s, seed)
+        masks = [self._mask(source, target, s, seed) for target in targets]
         inversion = self._inversion(inversion_prompt, s, progress)
-        key = (self._inversion_key(inversion_prompt, s), _key(target), s["guidance"], tuple(mask.mask.shape),
-               mask.mask.cpu().numpy().tobytes())
+        key = (self._inversion_key(inversion_prompt, s), s["guidance"], *(
+            (_key(t), tuple(m.mask.shape), m.mask.cpu().numpy().tobytes()) for t, m in zip(targets, masks)))
+        negative = self.embedding("") if s["guidance"] > 1 else None
 
         def compute():
-            result = masked_denoise(
-                self.c, inversion, mask, self.embedding(target), guidance=s["guidance"],
-                negative_prompt=self.embedding("") if s["guidance"] > 1 else None, progress=progress,
-            )
-            return result, decode(self.c, result.latents)
+            if len(targets) == 1:
+                results = [masked_denoise(self.c, inversion, masks[0], self.embedding(targets[0]),
+                                          guidance=s["guidance"], negative_prompt=negative, progress=progress)]
+            else:
+                results = masked_denoise_many(self.c, inversion, masks, [self.embedding(t) for t in targets],
+                                              guidance=s["guidance"], negative_prompt=negative, progress=progress)
+            images = decode(self.c, torch.cat([r.latents for r in results]))
+            per = len(images) // len(results)
+            return [(r, images[k * per:(k + 1) * per]) for k, r in enumerate(results)]
 
-        result, images = self._cached(self._decodings, key, compute)
-        return EditResult(
-            image=images[0],
-            images=list(images),
-            mask=mask,
-            inversion=inversion,
-            latents=result.latents,
-            trajectory=result.trajectory,
-            settings=dict(s, seed=seed, inversion_prompt=inversion_prompt, source=source, target=target),
-        )
+        decoded = self._cached(self._decodings, key, compute)
+        return [
+            EditResult(
+                image=images[0],
+                images=list(images),
+                mask=mask,
+                inversion=inversion,
+                latents=result.latents,
+                trajectory=result.trajectory,
+                settings=dict(s, seed=seed, inversion_prompt=inversion_prompt, source=source, target=target),
+            )
+            for target, mask, (result, images) in zip(targets, masks, decoded)
+        ]
 
 
 def _key(prompt):

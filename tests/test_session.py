@@ -179,3 +179,33 @@ def test_caches_are_bounded(tiny_components, image):
     assert len(session._masks) == 2
     session.clear()
     assert not session._masks and not session._embeddings
+
+
+def test_run_many_batches_the_decodings(tiny_components, image, calls):
+    c = tiny_components
+    session = EditSession(c, image)
+    calls.reset()
+    many = session.run_many(SOURCE, [TARGET, OTHER], seed=0, **FAST)
+    # the source branch once, one target branch per target, the inversion once, then both
+    # decodings in one UNet call of 2 × 2 rows per step
+    assert calls.unet == [2 * N, N, N] + [1] * K + [4] * K
+    assert calls.text == 4 and calls.vae_decoder == 1
+    singles = [fresh(c, image, SOURCE, t, seed=0, **FAST) for t in (TARGET, OTHER)]
+    for batched, single in zip(many, singles):
+        assert batched.settings["target"] == single.settings["target"]
+        assert torch.equal(batched.mask.mask, single.mask.mask)
+        assert torch.equal(batched.inversion.trajectory, single.inversion.trajectory)
+        # the same decoding, up to the UNet's rounding for a batch of 4 rows instead of 2
+        assert torch.allclose(batched.latents, single.latents, atol=1e-4)
+    calls.reset()
+    again = session.run_many(SOURCE, [TARGET, OTHER], seed=0, **FAST)
+    assert calls.none
+    recomputed = EditSession(c, image).run_many(SOURCE, [TARGET, OTHER], seed=0, **FAST)
+    for x, y, z in zip(many, again, recomputed):
+        assert_identical(x, y)
+        assert_identical(x, z)
+
+
+def test_run_many_wants_a_list_of_targets(tiny_components, image):
+    with pytest.raises(TypeError, match="list of target texts"):
+        EditSession(tiny_components, image).run_many(SOURCE, TARGET)
