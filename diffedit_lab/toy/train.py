@@ -249,10 +249,10 @@ def export(vae, text_encoder, tokenizer, unet, folder: Path, extra: dict | None 
     # older transformers can load the folder
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(Path(tokenizer.name_or_path) / name, tmp / "tokenizer" / name)
-    keep = [p for p in (folder / "README.md",) if p.exists()]
-    for p in keep:
-        shutil.copy(p, tmp / p.name)
     (tmp / "diffedit_lab.json").write_text(json.dumps(DIFFEDIT_DEFAULTS, indent=2) + "\n")
+    for name in ("README.md", "diffedit_lab.json"):  # the model card and tuned settings stay
+        if (folder / name).exists():
+            shutil.copy(folder / name, tmp / name)
     if extra:
         (tmp / "training.json").write_text(json.dumps(extra, indent=2) + "\n")
     old = folder.with_name(folder.name + ".old")
