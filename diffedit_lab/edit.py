@@ -174,7 +174,7 @@ class EditSession:
                 self.c, self.z0, s["n"], s["mask_strength"], s["steps"], make_generator(seed)))
             source_key = (_key(source), s["guidance"] > 1, *draw_key)
             cached = self._sources.get(source_key)
-            empty = self.embedding("")
+            empty = self.embedding("") if s["guidance"] > 1 else ""  # unguided: no negative rows
             raw, source_raw = mask_from_draws(
                 self.c, z_t, t, s["n"], self.embedding(source), self.embedding(target),
                 source_negative_prompt=empty, target_negative_prompt=empty, guidance=s["guidance"],

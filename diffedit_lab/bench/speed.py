@@ -313,10 +313,11 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
 def _ratio(theirs: list, ours: list, goal: float, unit: str = "s", scale: float = 1.0) -> dict:
     """Medians of the CPU times, and the ratio: the median of the rounds' ours / diffusers (each
     round's pair measured minutes apart at most, so a drifting machine load cancels)."""
-    ratio = median([o.cpu / t.cpu for o, t in zip(ours, theirs)])
-    wall = median([o.wall / t.wall for o, t in zip(ours, theirs)])
+    rounds = [o.cpu / t.cpu for o, t in zip(ours, theirs)]
+    ratio, wall = median(rounds), median([o.wall / t.wall for o, t in zip(ours, theirs)])
     return dict(diffusers=median([t.cpu for t in theirs]) * scale, ours=median([o.cpu for o in ours]) * scale,
-                ratio=ratio, ratio_wall=wall, goal=goal, holds=ratio <= goal, unit=unit,
+                ratio=ratio, ratio_range=[min(rounds), max(rounds)], ratio_wall=wall, goal=goal, holds=ratio <= goal,
+                unit=unit,
                 diffusers_wall=median([t.wall for t in theirs]) * scale, ours_wall=median([o.wall for o in ours]) * scale)
 
 
@@ -569,30 +570,34 @@ def table(report: dict) -> str:
         f"python -m diffedit_lab.bench speed {' '.join(report['argv'])}".rstrip(),
         f"torch {env['torch']}, diffusers {env['diffusers']}, {env['cpu']}, {env['threads']} thread(s); "
         f"CPU times, medians of {report['rounds']} round(s) after {report['warmup']} warm-up, diffusers and ours "
-        "alternating; ratio = median of the rounds' ours/diffusers (wall: the same on wall-clock times)",
+        "alternating; ratio = median of the rounds' ours/diffusers (range: the lowest and highest round; "
+        "wall: the median on wall-clock times)",
     ]
     for label, m in report["models"].items():
         s = m["settings"]
         lines += ["", f"model {label}: {m['image_size'][0]}×{m['image_size'][1]} images, steps {s['steps']}, "
                       f"n {s['n']}, strength {s['strength']}, mask_strength {s['mask_strength']}, "
                       f"guidance {s['guidance']}, seed {SEED}"]
-        lines.append(f"  {'scenario':<37} {'diffusers':>10} {'ours':>10} {'ratio':>7} {'wall':>6}  {'goal':<11} holds")
+        lines.append(f"  {'scenario':<37} {'diffusers':>10} {'ours':>10} {'ratio':>7} {'range':>11} {'wall':>5}  "
+                     f"{'goal':<11} holds")
         for key in ("a", "b", "c", "d", "e"):
             r = m["scenarios"][key]
             ratio = "" if key == "e" else f"{r['ratio']:.3g}" if key == "d" else f"{r['ratio']:.3f}"
             wall = f"{r['ratio_wall']:.2f}" if key in "abc" else ""
+            spread = f"{r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f}" if key in "abc" else ""
             goal = {"d": "", "e": f"≤ {GOALS['e']:.0%}"}.get(key, f"≤ {GOALS.get(key, 0):.2f}")
             holds = "" if key == "d" else "yes" if r["holds"] else "NO"
             lines.append(f"  {names[key]:<37} {_fmt(r['diffusers'], r['unit']):>10} {_fmt(r['ours'], r['unit']):>10} "
-                         f"{ratio:>7} {wall:>6}  {goal:<11} {holds}")
+                         f"{ratio:>7} {spread:>11} {wall:>5}  {goal:<11} {holds}")
             if key == "d":
                 calls = f"{r['model_calls']} model calls"
                 lines.append(f"  {'    … of 64×64 latents (' + calls + ')':<37} {'':>10} {_fmt(r['ours_64'], 'ms'):>10} "
-                             f"{'':>7} {'':>6}  {'≤ ' + format(GOALS['d'], 'g') + ' ms':<11} {'yes' if r['holds'] else 'NO'}")
+                             f"{'':>7} {'':>11} {'':>5}  {'≤ ' + format(GOALS['d'], 'g') + ' ms':<11} "
+                             f"{'yes' if r['holds'] else 'NO'}")
         if "memory" in m:
             mem = m["memory"]
             lines.append(f"  {'peak memory of one edit':<37} {_fmt(mem['diffusers_mb'], 'MB'):>10} "
-                         f"{_fmt(mem['ours_mb'], 'MB'):>10} {mem['ratio']:>7.3f} {'':>6}  {'≤ 1.00':<11} "
+                         f"{_fmt(mem['ours_mb'], 'MB'):>10} {mem['ratio']:>7.3f} {'':>11} {'':>5}  {'≤ 1.00':<11} "
                          f"{'yes' if mem['holds'] else 'NO'}")
         ident = m["scenarios"]["a"]["identical"]
         runs = m["scenarios"]["e"]["runs"]
@@ -625,7 +630,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="CI size: 10 steps, 4 draws, 2 rounds, 1 memory sample")
     p.add_argument("--model", default=None, help="a model folder instead of the embedded toy model")
     p.add_argument("--tiny-only", action="store_true", help="only the tiny random model built in code")
-    p.add_argument("--rounds", type=int, default=None, help="counted rounds (default 3, --quick 2)")
+    p.add_argument("--rounds", type=int, default=None, help="counted rounds (default 5, --quick 2)")
     p.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (default 1)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's, --quick 10)")
     p.add_argument("--n", type=int, default=None, help="mask noise draws (default: the model's, --quick 4)")
@@ -637,7 +642,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.quick:
         a.steps, a.n = a.steps or 10, a.n or 4
-    a.rounds = a.rounds if a.rounds is not None else (2 if a.quick else 3)
+    a.rounds = a.rounds if a.rounds is not None else (2 if a.quick else 5)
     a.memory_reps = a.memory_reps or (1 if a.quick else 2)
     if a.rounds < 1 or a.warmup < 0 or a.threads < 1 or a.memory_reps < 1:
         p.error("--rounds, --threads and --memory-reps must be ≥ 1, --warmup ≥ 0")
