@@ -8,9 +8,10 @@
 The .ipynb files are what users open and what is committed; this script only makes them easy
 to regenerate consistently. With ``--execute`` each notebook is run top to bottom (nbclient,
 one fresh kernel each, embedded model, CPU unless DIFFEDIT_DEVICE says otherwise), its run time
-is printed, and every output is stripped exactly as the nbstripout git filter does — except in
-cells tagged ``keep_output``, the ``# NBVAL_CHECK_OUTPUT`` cells whose stored output nbval
-compares (``make test``).
+is printed, and every output is stripped as the nbstripout git filter does — except in cells
+tagged ``keep_output``, the ``# NBVAL_CHECK_OUTPUT`` cells whose stored output nbval compares
+(``make test``); those also keep their execution count, which nbval requires (so the git
+filter must run ``nbstripout --keep-count``, or it removes the counts again).
 
 Conventions of every notebook: a first markdown cell with the title, "what you will learn"
 and Colab/Binder badges; a Colab-only install cell; one setup cell (``%matplotlib inline``,
@@ -995,10 +996,21 @@ def build(builder) -> tuple[str, nbformat.NotebookNode]:
 
 
 def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Strip outputs as the nbstripout git filter does: only cells tagged keep_output keep theirs."""
+    """Strip outputs as the nbstripout git filter does: only cells tagged keep_output keep theirs.
+
+    Unlike nbstripout's default, the kept cells also keep their execution count: nbval refuses a
+    reference cell that has outputs but no count ("Unrun reference cell has outputs"). Every
+    other cell's count is removed, so ``nbstripout --keep-count`` leaves these files unchanged.
+    """
     from nbstripout._utils import strip_output
 
-    return strip_output(nb, keep_output=None, keep_count=False, keep_id=False, extra_keys=STRIP_KEYS)
+    counts = {id(cell): cell.get("execution_count") for cell in nb.cells
+              if "keep_output" in cell.get("metadata", {}).get("tags", [])}
+    strip_output(nb, keep_output=None, keep_count=False, keep_id=False, extra_keys=STRIP_KEYS)
+    for cell in nb.cells:
+        if id(cell) in counts:
+            cell["execution_count"] = counts[id(cell)]
+    return nb
 
 
 def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> float:
