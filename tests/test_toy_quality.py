@@ -59,3 +59,9 @@ def test_parse_args():
     assert (a.scenes, a.edits, a.steps) == (8, 8, 20) and str(a.json) == "out.json" and not a.strict
     a = q.parse_args([])
     assert a.seed == q.HELD_OUT_SEED and a.steps == 50 and a.model is None
+
+
+def test_iou_ceiling():
+    edits = q.held_out_edits(4)
+    assert q.iou_ceiling(edits, 1) == 1.0  # at full resolution the true mask itself
+    assert 0.5 < q.iou_ceiling(edits, 4) < 1.0  # 4×4-pixel cells cannot follow the edges
