@@ -62,10 +62,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
 install: $(STAMP)
 
 # nbstripout as a git filter: outputs are stripped when notebooks are staged, except in cells
-# tagged keep_output (see README). Not in CI, where nothing is committed.
+# tagged keep_output; --keep-count because nbval refuses checked cells without an execution
+# count (the notebook generator clears the other cells' counts itself). See README.
+# Not in CI, where nothing is committed.
 git-filter: $(STAMP)
 	@if [ -z "$${CI:-}" ] && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 		$(BIN)/nbstripout --install --attributes .gitattributes; \
+		git config filter.nbstripout.clean "$(abspath $(PY)) -m nbstripout --keep-count"; \
 	fi
 
 # Jupyter refuses to start as root (containers, CI machines) unless told to.
@@ -106,7 +109,7 @@ strip: $(STAMP)
 ifeq ($(NOTEBOOKS),)
 	@echo "make: no notebooks/*.ipynb to strip"
 else
-	$(BIN)/nbstripout $(NOTEBOOKS)
+	$(BIN)/nbstripout --keep-count $(NOTEBOOKS)
 endif
 
 clean:
