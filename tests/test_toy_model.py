@@ -97,3 +97,18 @@ def test_quick_training_writes_a_loadable_checkpoint(tmp_path):
     for a, b in zip(c.unet.parameters(), again.unet.parameters()):
         assert torch.equal(a, b)
     assert json.loads((tmp_path / "model2" / "training.json").read_text())["unet_steps"] == 3
+
+
+def test_small_quality_run_meets_loose_bars(toy):
+    """CI's small version of ``python -m diffedit_lab.toy.quality``: a few held-out scenes and
+    edits, bars far below the model card's but far above what a broken model reaches."""
+    from diffedit_lab.toy.quality import format_table, measure
+
+    report = measure(toy, scenes=8, edits=6, seed=987_654_321, steps=20, batch_size=8, progress=False)
+    m = report["metrics"]
+    print(format_table(m))
+    assert m["t2i_colours_ok"] >= 0.25
+    assert m["mask_iou"] >= 0.2
+    assert m["background_psnr"] >= 25.0
+    assert m["untouched_kept"] >= 0.5
+    assert m["edit_success"] >= 1 / 6
