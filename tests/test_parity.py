@@ -32,21 +32,10 @@ def gen(seed: int) -> torch.Generator:
 
 
 def diffedit_pipeline(c):
-    from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionDiffEditPipeline
+    """diffusers' DiffEdit pipeline on the same modules as ``c`` (the benchmark's builder)."""
+    from diffedit_lab.baselines import diffusers_pipeline
 
-    pipe = StableDiffusionDiffEditPipeline(
-        vae=c.vae,
-        text_encoder=c.text_encoder,
-        tokenizer=c.tokenizer,
-        unet=c.unet,
-        scheduler=DDIMScheduler.from_config(c.scheduler.config),
-        safety_checker=None,
-        feature_extractor=None,
-        inverse_scheduler=DDIMInverseScheduler.from_config(c.inverse_scheduler.config),
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return diffusers_pipeline(c)
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,14 @@ def save_state(path: Path, **state) -> None:
     tmp.replace(path)
 
 
+def set_lr(opt, step: int, steps: int, *, warmup: int, floor: float, peak: float = 1e-3) -> None:
+    """Linear warm-up, then cosine decay to ``floor · peak``:
+    ``lr = peak · min(1, (step+1)/warmup) · (floor + (1 − floor)·½(1 + cos(π·step/steps)))``."""
+    lr = peak * min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / steps)))
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
 def random_crops(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     """One random ``size``×``size`` crop per image (the VAE is convolutional: crops train it
     as well as whole images, at a fraction of the cost)."""
@@ -126,9 +134,7 @@ def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, 
     g = torch.Generator().manual_seed(seed + start)
     bar = tqdm(range(start, steps), desc="VAE", initial=start, total=steps)
     for step in bar:
-        lr = 1e-3 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        for group in opt.param_groups:
-            group["lr"] = lr
+        set_lr(opt, step, steps, warmup=50, floor=0.1)
         x = random_crops(to_tensor(images[torch.randint(len(images), (batch,), generator=g).numpy()]), crop, g)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(g)).sample
@@ -198,9 +204,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     g = torch.Generator().manual_seed(seed + start)
     bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps)
     for step in bar:
-        lr = 1e-3 * min(1.0, (step + 1) / 200) * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        for group in opt.param_groups:
-            group["lr"] = lr
+        set_lr(opt, step, steps, warmup=200, floor=0.2)
         idx = torch.randint(len(ids), (batch,), generator=g)
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * sf
         tok = torch.where(torch.rand(batch, 1, generator=g) < 0.1, empty, ids[idx])
