@@ -246,13 +246,13 @@ def plan_rows(s: Settings, guidance: float) -> int:
     g = 2 if guidance > 1 else 1
     n_max = n_draws(s)
     k = {r: strength_steps(s.steps, r) for r in set(s.ratios) | {s.ablation_r}}
-    r_max = max(s.ratios)
+    r_max = max(k)  # the one encoding (ours and diffusers') goes to the largest ratio, the ablation's included
     gi = 2 if s.inversion_guidance > 1 else 1
     total = 3 * n_max + (4 if guidance > 1 else 2) * s.n  # our masks ([∅, R, Q] × n); diffusers' generate_mask
     total += k[max(k)] + k[s.ablation_r] * (1 + gi)  # encodings: ∅ w=1 to r_max; caption w=1 and guided
     total += g * sum(k[r] for r in s.ratios) * 4  # diffedit, sdedit, encode-decode, oracle
     total += gi * k[r_max] + g * sum(k[r] for r in s.ratios)  # diffusers: invert + __call__
-    total += g * k[s.ablation_r] * len(ablation_variants(s))
+    total += g * k[s.ablation_r] * (len(ablation_variants(s)) + (s.ablation_r not in s.ratios))
     return total * s.edits
 
 
@@ -729,6 +729,8 @@ def ablation_figure(results: dict):
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     titles = dict(n="noise draws n", threshold="threshold τ", reference="reference text R",
                   encoding="encoding (prompt, guidance)")
+    psnr = [v["background_psnr"] for name in names for v in ab[name].values() if np.isfinite(v["background_psnr"])]
+    span = (min(psnr) - 0.5, max(psnr) + 0.5) if psnr else None  # one PSNR scale for every panel: honest slopes
     for ax, name in zip(axes, names):
         labels = list(ab[name])
         x = np.arange(len(labels))
@@ -742,6 +744,8 @@ def ablation_figure(results: dict):
         right = ax.twinx()
         right.plot(x, [ab[name][v]["background_psnr"] for v in labels], "k--", marker="x", label="bg PSNR (dB)")
         right.set_ylabel("background PSNR (dB)", fontsize=8)
+        if span:
+            right.set_ylim(*span)
     axes[0].legend(fontsize=7, loc="lower left")
     right.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"DiffEdit ablations at r = {ab['r']}", fontsize=10)
