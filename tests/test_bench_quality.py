@@ -260,3 +260,25 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6)
     table = (out / "table.md").read_text().splitlines()
     assert table[0].startswith("| method | r | edit success") and len([x for x in table if x.startswith("| ")]) == 12
+
+
+# --------------------------------------------------------------------------- the committed results agree
+
+
+def test_committed_results_table_and_readme_agree():
+    """docs/results/quality: table.md is what results.json gives, and the README shows that table."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    folder = root / "docs" / "results" / "quality"
+    results = q.load_results(folder / "results.json")
+    table = q.markdown_table(results)
+    assert (folder / "table.md").read_text().strip() == table.strip()
+    readme = (root / "README.md").read_text()
+    assert table.strip() in readme, "README's evaluation table differs from docs/results/quality/table.md"
+    assert f"**{results['settings']['steps']} DDIM steps**" in readme
+    for name in ("tradeoff.png", "ablations.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the results are of the shipped model (its training step is recorded in the run's settings)
+    trained = json.loads((root / "diffedit_lab" / "toy" / "model" / "training.json").read_text())["unet_steps"]
+    assert results["settings"]["model_training"]["unet_steps"] == trained
