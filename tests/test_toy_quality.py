@@ -19,11 +19,11 @@ def test_bars():
     assert bar.passed(0.6) and not bar.passed(0.59) and bar.passed(float("nan")) is False
     assert q.Bar(1.0, "<=").passed(0.5) and not q.Bar(1.0, "<=").passed(1.5)
     assert q.Bar().passed(0.1) is None
-    metrics = dict(t2i_all_ok=0.75, mask_iou=0.5, background_psnr=31.0, seconds_per_edit=2.0)
+    metrics = dict(t2i_objects_ok=0.75, t2i_all_ok=0.5, mask_iou=0.5, background_psnr=31.0, seconds_per_edit=2.0)
     assert q.failed_bars(metrics) == ["mask_iou"]
     bars = {f.key: f.bar for f in q.FIGURES if f.bar.op}
     assert {k: b.threshold for k, b in bars.items()} == dict(
-        t2i_all_ok=0.70, mask_iou=0.60, background_psnr=30.0, edit_success=0.80, untouched_kept=0.90
+        t2i_objects_ok=0.70, mask_iou=0.60, background_psnr=30.0, edit_success=0.80, untouched_kept=0.90
     )
 
 
@@ -36,7 +36,7 @@ def test_format_value():
 
 
 def test_format_table():
-    metrics = dict(t2i_all_ok=0.75, mask_iou=0.5, seconds_per_edit=2.0)
+    metrics = dict(t2i_objects_ok=0.75, mask_iou=0.5, seconds_per_edit=2.0)
     lines = q.format_table(metrics).splitlines()
     assert len(lines) == 2 + 3  # header, rule, one line per figure present
     assert lines[0].split() == ["figure", "value", "bar", "ok"]
@@ -65,3 +65,28 @@ def test_iou_ceiling():
     edits = q.held_out_edits(4)
     assert q.iou_ceiling(edits, 1) == 1.0  # at full resolution the true mask itself
     assert 0.5 < q.iou_ceiling(edits, 4) < 1.0  # 4×4-pixel cells cannot follow the edges
+
+
+def test_text_to_image_rates_read_the_checker():
+    from diffedit_lab.toy.world import make_scene
+
+    scenes = [make_scene(q.HELD_OUT_SEED + i) for i in range(4)]
+    images = [s.image for s in scenes]
+    captions = [s.caption for s in scenes]
+    assert q.text_to_image_rates(images, captions) == dict(
+        t2i_objects_ok=1.0, t2i_all_ok=1.0, t2i_colours_ok=1.0, t2i_shapes_ok=1.0)
+    swapped = [" and ".join(reversed(c.split(" and "))) for c in captions]  # right objects, wrong order
+    differ = [a != b for a, b in zip(swapped, captions)]
+    rates = q.text_to_image_rates(images, swapped)
+    assert rates["t2i_objects_ok"] == 1 - sum(differ) / 4 and rates["t2i_colours_ok"] == 1.0
+    from diffedit_lab.toy.world import BACKGROUND, COLOURS
+
+    extra = []
+    for s in scenes:  # a third object: a 6×6 square where the scene is empty
+        img = s.image.copy()
+        empty = next((y, x) for y in range(4, 54, 2) for x in range(4, 54, 2)
+                     if (img[y - 2:y + 8, x - 2:x + 8] == BACKGROUND).all())
+        img[empty[0]:empty[0] + 6, empty[1]:empty[1] + 6] = COLOURS["blue"]
+        extra.append(img)
+    rates = q.text_to_image_rates(extra, captions)
+    assert rates["t2i_objects_ok"] == 1.0 and rates["t2i_all_ok"] == 0.0
