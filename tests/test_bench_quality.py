@@ -4,6 +4,7 @@ its plots (tiny random model: the figures themselves mean nothing)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -211,16 +212,26 @@ def test_tradeoff_points_sorted_and_without_nan():
 
 
 def test_settings_and_planned_rows():
+    from types import SimpleNamespace
+
+    paper = SimpleNamespace(defaults={})  # a model that records no settings: the library's defaults
     a = q.parse_args(["--quick", "--edits", "2"])
-    s = q.settings_from(a)
+    s = q.resolve(paper, q.settings_from(a))
     assert s.edits == 2 and s.steps == q.QUICK["steps"] and s.ratios == (0.5, 0.8) and s.n == 5
-    full = q.settings_from(q.parse_args([]))
+    assert (s.threshold, s.mask_strength, s.clamp_ratio, s.guidance) == (0.5, 0.5, 3.0, 7.5)
+    full = q.resolve(paper, q.settings_from(q.parse_args([])))
     assert full.edits >= 100 and set(q.RATIOS) <= set(full.ratios) and full.n_values == (1, 2, 5, 10, 20)
     assert q.n_draws(full) == 20
     assert q.settings_from(q.parse_args(["--ratios", "0.4", "0.6"])).ablation_r == 0.6
     # per edit, quick: masks 3·5 + 4·5; encodings 3 + 3·3; 4 methods 2·(2+3)·4; diffusers 2·3 + 2·5;
     # 6 ablation variants (n = 1, τ = 0.25 and 0.75, R = ∅, two encodings) 2·3 each
     assert q.plan_rows(s, 5.0) == 2 * (35 + 12 + 40 + 16 + 36)
+    # a model's recorded settings are used, and its threshold joins the ablation's
+    tuned = q.resolve(SimpleNamespace(defaults=dict(threshold=0.8, mask_strength=0.7, n=8, guidance=3)),
+                      q.settings_from(q.parse_args([])))
+    assert (tuned.threshold, tuned.mask_strength, tuned.n, tuned.guidance) == (0.8, 0.7, 8, 3.0)
+    assert tuned.thresholds == (0.25, 0.5, 0.75, 0.8) and ("threshold", 0.8) not in q.ablation_variants(tuned)
+    assert q.resolve(paper, dataclasses.replace(full, threshold=0.6)).threshold == 0.6  # given beats recorded
 
 
 # --------------------------------------------------------------------------- the quick run
@@ -253,8 +264,10 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     assert res["ceilings"]["input_unchanged"]["edit_success"] == 0.0
     assert all(res["checks"]["shared_encoding"].values()) and all(res["checks"]["diffusers_shared_invert"].values())
     s = res["settings"]
-    assert s["steps"] == 3 and s["edits"] == 2 and s["unet_rows"] == q.plan_rows(q.Settings(
-        **{**q.QUICK, "edits": 2, "steps": 3}), s["guidance"])
+    written = q.Settings(**{f.name: tuple(s[f.name]) if isinstance(s[f.name], list) else s[f.name]
+                            for f in dataclasses.fields(q.Settings)})
+    assert s["steps"] == 3 and s["edits"] == 2 and s["unet_rows"] == q.plan_rows(written, s["guidance"])
+    assert None not in (s["threshold"], s["mask_strength"], s["clamp_ratio"], s["n"])  # the model's, resolved
     for name in res["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6)

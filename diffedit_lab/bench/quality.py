@@ -86,17 +86,18 @@ LABELS = dict(
 
 @dataclass
 class Settings:
-    """Everything a run depends on (written to results.json). ``guidance`` None: the model's."""
+    """Everything a run depends on (written to results.json). DiffEdit's settings left None are
+    the model's recorded ones (``edit()``'s defaults for it; see :func:`resolve`)."""
 
     edits: int = 100
     steps: int = 10
     ratios: tuple = RATIOS
     seed: int = BENCH_SEED
     guidance: float | None = None
-    n: int = 10
-    threshold: float = 0.5
-    clamp_ratio: float = 3.0
-    mask_strength: float = 0.5
+    n: int | None = None
+    threshold: float | None = None
+    clamp_ratio: float | None = None
+    mask_strength: float | None = None
     ablation_r: float = 0.8
     n_values: tuple = N_DRAWS
     thresholds: tuple = THRESHOLDS
@@ -280,8 +281,8 @@ def run(c, s: Settings, *, model_dir=None, progress: bool = True, workers: int =
     scored output}``. ``workers > 1``: the edits are split between that many processes of one
     torch thread each (``model_dir``/``c.device`` say what they load)."""
     t_start = time.perf_counter()
-    guidance = float(s.guidance if s.guidance is not None else c.defaults.get("guidance", 7.5))
-    s = replace(s, ratios=tuple(sorted(set(s.ratios))), guidance=guidance)
+    s = resolve(c, s)
+    guidance = s.guidance
     bar = Progress(plan_rows(s, guidance), progress)
     if workers <= 1:
         parts = [_run_part(c, s, bar)]
@@ -302,6 +303,18 @@ def run(c, s: Settings, *, model_dir=None, progress: bool = True, workers: int =
                                    invert=f"prompt = source caption, guidance {s.inversion_guidance} (its default)",
                                    call="prompt = target caption, no negative prompt, guidance as ours"))
     return dict(report=report(rows, settings, ceilings, checks, timing), rows=rows)
+
+
+def resolve(c, s: Settings) -> Settings:
+    """``s`` with every DiffEdit setting left None set to the model's recorded one (else the
+    library default), the ratios sorted, and the model's threshold added to the ablation's."""
+    from ..edit import LIBRARY_DEFAULTS
+
+    given = {k: getattr(s, k) for k in ("guidance", "n", "threshold", "clamp_ratio", "mask_strength")}
+    given = {k: v if v is not None else c.defaults.get(k, LIBRARY_DEFAULTS[k]) for k, v in given.items()}
+    given = {k: int(v) if k == "n" else float(v) for k, v in given.items()}
+    return replace(s, ratios=tuple(sorted(set(s.ratios))), thresholds=tuple(sorted({*s.thresholds, given["threshold"]})),
+                   **given)
 
 
 def _weighted(values: list, counts: list[int]):
