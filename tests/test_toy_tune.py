@@ -20,14 +20,14 @@ def test_validation_edits_alternate_kinds_and_are_held_out():
 
 def test_mask_ious_are_the_mean_iou_of_each_setting_best_first(tiny_components):
     edits = tune.validation_edits(2)
-    grid = dict(mask_strength=(0.3, 0.6), threshold=(0.3, 0.7))
-    rows = tune.mask_ious(tiny_components, edits, guidance=3.0, n=2, clamp_ratio=3.0, grid=grid, progress=False)
-    assert len(rows) == 4 and [r["mask_iou"] for r in rows] == sorted((r["mask_iou"] for r in rows), reverse=True)
-    row = next(r for r in rows if r["mask_strength"] == 0.6 and r["threshold"] == 0.7)
+    grid = dict(mask_strength=(0.3, 0.6), clamp_ratio=(2.0, 4.0), threshold=(0.3, 0.7))
+    rows = tune.mask_ious(tiny_components, edits, guidance=3.0, n=2, grid=grid, progress=False)
+    assert len(rows) == 8 and [r["mask_iou"] for r in rows] == sorted((r["mask_iou"] for r in rows), reverse=True)
+    row = next(r for r in rows if r["mask_strength"] == 0.6 and r["clamp_ratio"] == 4.0 and r["threshold"] == 0.7)
     direct = []
     for i, e in enumerate(edits):
         m = noise_diff_mask(tiny_components, Image.fromarray(e.scene.image), e.source, e.target, n=2, strength=0.6,
-                            guidance=3.0, clamp_ratio=3.0, threshold=0.7, seed=i, progress=False)
+                            guidance=3.0, clamp_ratio=4.0, threshold=0.7, seed=i, progress=False)
         direct.append(float(mask_iou(m.mask[0].float().numpy(), e.mask)))
     assert row["mask_iou"] == np.mean(direct)
 
@@ -38,10 +38,13 @@ def test_main_writes_the_best_settings_and_keeps_the_others(tiny_model_dir, tmp_
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     (folder / "diffedit_lab.json").write_text(json.dumps({"n": 2, "clamp_ratio": 3.0, "steps": 7}))
-    monkeypatch.setattr(tune, "MASK_GRID", dict(mask_strength=(0.5,), threshold=(0.6,)))
+    monkeypatch.setattr(tune, "MASK_GRID", dict(mask_strength=(0.5,), clamp_ratio=(4.0,), threshold=(0.6,)))
     monkeypatch.setattr(tune, "EDIT_GRID", dict(guidance=(2.0,), strength=(0.5,)))
     tune.main(["--model", str(folder), "--edits", "2", "--steps", "2", "--write"])
     written = json.loads((folder / "diffedit_lab.json").read_text())
-    assert written == {"n": 2, "clamp_ratio": 3.0, "steps": 7, "mask_strength": 0.5, "threshold": 0.6,
-                       "guidance": 2.0, "strength": 0.5}
-    assert "with mask strength 0.5" in capsys.readouterr().out
+    best = {k: written.pop(k) for k in ("mask_strength", "clamp_ratio", "threshold", "guidance", "strength")}
+    assert written == {"n": 2, "steps": 7}  # the others are kept
+    assert best in (dict(mask_strength=0.5, clamp_ratio=4.0, threshold=0.6, guidance=2.0, strength=0.5),
+                    dict(tune.PAPER_MASK, guidance=2.0, strength=0.5))
+    out = capsys.readouterr().out
+    assert out.count("  2.0  0.50") == 2  # both masks were scored with the one grid point

@@ -5,20 +5,20 @@
 Two stages, both on *validation* edits (seeds from ``VALIDATION_SEED``: disjoint from training,
 < 10 000 000, and from the held-out seeds of :mod:`diffedit_lab.toy.quality`):
 
-1. **the mask** — mask encoding strength ``s`` and threshold ``τ`` (with the recorded clamp ratio
-   ``κ``) are chosen for the mean IoU between the inferred mask ``M = [D̃ > τ]`` and the true
-   edited region. Only the mask pass runs (``n`` draws per strength); each ``τ`` re-thresholds.
-   The paper's ``τ = 0.5`` was found on Stable Diffusion's 64×64 latents; on a small model the
-   difference map ``D`` spreads over the neighbouring latent cells, and a higher ``τ`` keeps
-   only the cells where the two texts really disagree.
-2. **the edit** — with that mask, a grid over decoding guidance ``w`` and encoding ratio ``r``,
-   each point scored by
+1. **the mask** — mask encoding strength ``s``, clamp ratio ``κ`` and threshold ``τ`` are chosen
+   for the mean IoU between the inferred mask ``M = [D̃ > τ]`` and the true edited region. Only
+   the mask pass runs (``n`` draws per strength); each ``(κ, τ)`` re-thresholds. The paper's
+   ``τ = 0.5`` was found on Stable Diffusion's 64×64 latents; on a small model the difference
+   map ``D`` spreads over the neighbouring latent cells, and a higher cut keeps only the cells
+   where the two texts really disagree.
+2. **the edit** — a grid over decoding guidance ``w`` and encoding ratio ``r``, with that mask
+   and with the paper's (``s = 0.5, κ = 3, τ = 0.5``), each point scored by
 
        score = P(target object present) · P(untouched object kept)
 
-   with background PSNR reported beside it.
+   (ties: the higher background PSNR). A tighter mask is kept only if it edits as well.
 
-``--write`` stores the best of each stage in the model folder's ``diffedit_lab.json`` (the other
+``--write`` stores the best point in the model folder's ``diffedit_lab.json`` (the other
 recorded settings are kept).
 """
 
@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 from .world import Edit, make_edit
 
 VALIDATION_SEED = 500_000_000
-MASK_GRID = dict(mask_strength=(0.3, 0.4, 0.5, 0.6, 0.7), threshold=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9))
+MASK_GRID = dict(mask_strength=(0.4, 0.5, 0.6, 0.7, 0.8), clamp_ratio=(3.0, 4.0), threshold=(0.5, 0.6, 0.7, 0.8, 0.9))
 EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), strength=(0.6, 0.8, 0.9))
+PAPER_MASK = dict(mask_strength=0.5, clamp_ratio=3.0, threshold=0.5)
 
 
 def validation_edits(n: int) -> list[Edit]:
@@ -46,10 +47,10 @@ def validation_edits(n: int) -> list[Edit]:
     return [make_edit(VALIDATION_SEED + i, "shape" if i % 2 == 0 else "colour") for i in range(n)]
 
 
-def mask_ious(c, edits: list[Edit], *, guidance: float, n: int, clamp_ratio: float,
-              grid: dict | None = None, progress: bool = True) -> list[dict]:
-    """Mean IoU of ``M`` against the true region for every (mask strength, threshold) of ``grid``
-    (default :data:`MASK_GRID`), best first."""
+def mask_ious(c, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
+              progress: bool = True) -> list[dict]:
+    """Mean IoU of ``M`` against the true region for every (mask strength, clamp ratio, threshold)
+    of ``grid`` (default :data:`MASK_GRID`), best first."""
     grid = grid or MASK_GRID
     from ..mask import noise_diff_mask
     from ..metrics import mask_iou
@@ -58,29 +59,30 @@ def mask_ious(c, edits: list[Edit], *, guidance: float, n: int, clamp_ratio: flo
     for i, e in enumerate(tqdm(edits, desc="masks", disable=not progress)):
         for s in grid["mask_strength"]:
             m = noise_diff_mask(c, Image.fromarray(e.scene.image), e.source, e.target, n=n, strength=s,
-                                guidance=guidance, clamp_ratio=clamp_ratio, seed=i, progress=False)
-            for tau in grid["threshold"]:
-                mask = m.rethreshold(threshold=tau).mask[0].float().cpu().numpy()
-                ious.setdefault((s, tau), []).append(float(mask_iou(mask, e.mask)))
-    rows = [dict(mask_strength=s, threshold=tau, mask_iou=float(np.mean(v))) for (s, tau), v in ious.items()]
+                                guidance=guidance, seed=i, progress=False)
+            for kappa, tau in itertools.product(grid["clamp_ratio"], grid["threshold"]):
+                mask = m.rethreshold(clamp_ratio=kappa, threshold=tau).mask[0].float().cpu().numpy()
+                ious.setdefault((s, kappa, tau), []).append(float(mask_iou(mask, e.mask)))
+    rows = [dict(mask_strength=s, clamp_ratio=kappa, threshold=tau, mask_iou=float(np.mean(v)))
+            for (s, kappa, tau), v in ious.items()]
     return sorted(rows, key=lambda r: -r["mask_iou"])
 
 
-def edit_scores(c, edits: list[Edit], steps: int, grid: dict | None = None, progress: bool = True,
-                **fixed) -> list[dict]:
-    """Mean figures of every point of ``grid`` (default :data:`EDIT_GRID`) with the ``fixed``
-    settings, best first; one EditSession per image, so masks and inversions are computed once
-    and shared across the grid."""
-    grid = grid or EDIT_GRID
+def edit_scores(c, edits: list[Edit], steps: int, masks: list[dict], grid: dict | None = None,
+                progress: bool = True) -> list[dict]:
+    """Mean figures of every point of ``grid`` (default :data:`EDIT_GRID`) with each of the mask
+    settings ``masks``, best first; one EditSession per image, so masks and inversions are
+    computed once and shared across the grid."""
     from ..edit import EditSession
     from .quality import score_edit
 
-    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    grid = grid or EDIT_GRID
+    points = [dict(m, **dict(zip(grid, values))) for m in masks for values in itertools.product(*grid.values())]
     scores = [[] for _ in points]
     for i, e in enumerate(tqdm(edits, desc="validation edits", disable=not progress)):
         session = EditSession(c, Image.fromarray(e.scene.image))
         for k, p in enumerate(points):
-            res = session.run(e.source, e.target, seed=i, steps=steps, progress=False, **fixed, **p)
+            res = session.run(e.source, e.target, seed=i, steps=steps, progress=False, **p)
             scores[k].append(score_edit(e, np.asarray(res.image.convert("RGB")), res.mask.mask[0].float().cpu().numpy()))
     rows = []
     for p, s in zip(points, scores):
@@ -103,25 +105,25 @@ def main(argv: list[str] | None = None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     c = load_components(a.model, device="cpu")
-    d = {k: c.defaults.get(k, LIBRARY_DEFAULTS[k]) for k in ("guidance", "n", "clamp_ratio")}
+    d = {k: c.defaults.get(k, LIBRARY_DEFAULTS[k]) for k in ("guidance", "n")}
     edits = validation_edits(a.edits)
     masks = mask_ious(c, edits, **d)
-    print(f"{'s':>5} {'τ':>5} {'IoU':>6}")
-    for r in masks:
-        print(f"{r['mask_strength']:5.2f} {r['threshold']:5.2f} {r['mask_iou']:6.3f}")
+    print(f"{'s':>5} {'κ':>5} {'τ':>5} {'IoU':>6}")
+    for r in masks[:10]:
+        print(f"{r['mask_strength']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['mask_iou']:6.3f}")
     best_mask = {k: masks[0][k] for k in MASK_GRID}
-    rows = edit_scores(c, edits, a.steps, **best_mask)
-    print(f"\nwith mask strength {best_mask['mask_strength']}, τ = {best_mask['threshold']}:")
-    print(f"{'w':>5} {'r':>5} {'success':>8} {'kept':>6} {'IoU':>6} {'bg PSNR':>8}")
+    rows = edit_scores(c, edits, a.steps, [best_mask] + ([PAPER_MASK] if best_mask != PAPER_MASK else []))
+    print(f"\n{'s':>5} {'κ':>5} {'τ':>5} {'w':>5} {'r':>5} {'success':>8} {'kept':>6} {'IoU':>6} {'bg PSNR':>8}")
     for r in rows:
-        print(f"{r['guidance']:5.1f} {r['strength']:5.2f} {r['edit_success']:8.2f} "
-              f"{r['untouched_kept']:6.2f} {r['mask_iou']:6.3f} {r['background_psnr']:8.2f}")
+        print(f"{r['mask_strength']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['guidance']:5.1f} "
+              f"{r['strength']:5.2f} {r['edit_success']:8.2f} {r['untouched_kept']:6.2f} {r['mask_iou']:6.3f} "
+              f"{r['background_psnr']:8.2f}")
     if a.write:
         from ..models import DEFAULT_MODEL_DIR
 
         path = Path(a.model or DEFAULT_MODEL_DIR) / "diffedit_lab.json"
         settings = json.loads(path.read_text())
-        settings.update(best_mask, **{k: rows[0][k] for k in EDIT_GRID})
+        settings.update({k: rows[0][k] for k in (*MASK_GRID, *EDIT_GRID)})
         path.write_text(json.dumps(settings, indent=2) + "\n")
         print(f"wrote {path}: {settings}")
 
