@@ -98,7 +98,7 @@ def threshold_half(ab: dict) -> Claim:
 def unguided_encoding(ab: dict) -> Claim:
     enc = ab["encoding"]
     free, guided = enc["empty, w=1"], enc["caption, w=7.5"]
-    return Claim("unguided_encoding", "encoding without guidance edits more than diffusers' guided encoding (w = 7.5)",
+    return Claim("unguided_encoding", "encoding without guidance edits more than diffusers' guided encoding (w = 7.5), beyond noise",
                  free["edit_success"] > guided["edit_success"] + _noise(free, guided),
                  "success / untouched kept: " + ", ".join(
                      f"{k}: {_pct(v['edit_success'])} / {_pct(v['untouched_kept'])}" for k, v in enc.items()))
