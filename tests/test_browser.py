@@ -158,10 +158,12 @@ def test_explorer_renders_and_runs_in_jupyterlab(lab, page):
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
-        # the app is drawn, and the cell that drives it from code ends with an edit (statuses in
-        # between pass too quickly to be waited for)
+        # the app is drawn, and the cell that drives it from code ends with an edit: its figure and
+        # caption appear in the app's output (the status line may already show a later message:
+        # sliders drawn after the cell ran can report their value back, which re-thresholds)
         page.wait_for_selector(".jupyter-widgets button:has-text('Run edit')", timeout=RUN_ALL_S * 1000)
-        page.wait_for_selector(".widget-html-content:has-text('edit 1 done')", timeout=RUN_ALL_S * 1000)
+        page.wait_for_selector(".jupyter-widgets .jp-OutputArea-output:has-text('edit 1 done')",
+                               timeout=RUN_ALL_S * 1000)
         page.wait_for_selector(".jupyter-widgets .jp-OutputArea-output:has-text('vs true mask: IoU')")
         text = page.locator(".jp-Notebook").inner_text()
         assert "Error displaying widget" not in text
