@@ -37,8 +37,8 @@ decoded with the VAE once at the end. On a CPU the edits are split between two p
 torch thread each (``--workers``): on a shared 2-core machine two torch threads in one process
 spin against other work and run ~17× slower (measured), one thread per process does not.
 
-Full run (100 edits, 10 DDIM steps, 61 500 UNet rows): 25.6 CPU-minutes, i.e. about 13 minutes
-on 2 free cores; measured 32.6 minutes on our shared 2-core machine with a load of 4–7.
+Full run (100 edits, 10 DDIM steps, 63 100 UNet rows with the embedded model's settings):
+754 s (12.6 minutes) wall with 2 worker processes on the project's 2-core CPU, nothing else running.
 
 Writes ``results.json`` (every figure, with standard errors, per kind of edit, the settings and
 the checks), ``table.md`` (the README's table), ``tradeoff.png``/``ablations.png`` and
