@@ -308,10 +308,9 @@ def run(c, s: Settings, *, model_dir=None, progress: bool = True, workers: int =
 def resolve(c, s: Settings) -> Settings:
     """``s`` with every DiffEdit setting left None set to the model's recorded one (else the
     library default), the ratios sorted, and the model's threshold added to the ablation's."""
-    from ..edit import LIBRARY_DEFAULTS
+    from ..edit import resolve_settings
 
-    given = {k: getattr(s, k) for k in ("guidance", "n", "threshold", "clamp_ratio", "mask_strength")}
-    given = {k: v if v is not None else c.defaults.get(k, LIBRARY_DEFAULTS[k]) for k, v in given.items()}
+    given = resolve_settings(c, **{k: getattr(s, k) for k in ("guidance", "n", "threshold", "clamp_ratio", "mask_strength")})
     given = {k: int(v) if k == "n" else float(v) for k, v in given.items()}
     return replace(s, ratios=tuple(sorted(set(s.ratios))), thresholds=tuple(sorted({*s.thresholds, given["threshold"]})),
                    **given)

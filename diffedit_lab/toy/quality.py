@@ -102,9 +102,14 @@ def held_out_scenes(n: int, seed: int = HELD_OUT_SEED):
     return [make_scene(seed + i) for i in range(n)]
 
 
+def alternating_edits(first: int, n: int) -> list[Edit]:
+    """Edits ``make_edit(first + i)``, i < n: even i change a shape, odd i a colour."""
+    return [make_edit(first + i, "shape" if i % 2 == 0 else "colour") for i in range(n)]
+
+
 def held_out_edits(n: int, seed: int = HELD_OUT_SEED) -> list[Edit]:
     """Edits ``make_edit(seed + EDIT_SEED_OFFSET + i)``: even i change a shape, odd i a colour."""
-    return [make_edit(seed + EDIT_SEED_OFFSET + i, "shape" if i % 2 == 0 else "colour") for i in range(n)]
+    return alternating_edits(seed + EDIT_SEED_OFFSET, n)
 
 
 # --------------------------------------------------------------------------- text → image

@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .world import Edit, make_edit
+from .quality import alternating_edits
+from .world import Edit
 
 VALIDATION_SEED = 500_000_000
 MASK_GRID = dict(mask_strength=(0.4, 0.5, 0.6, 0.7, 0.8), clamp_ratio=(3.0, 4.0), threshold=(0.5, 0.6, 0.7, 0.8, 0.9))
@@ -44,7 +45,7 @@ PAPER_MASK = dict(mask_strength=0.5, clamp_ratio=3.0, threshold=0.5)
 
 def validation_edits(n: int) -> list[Edit]:
     """Edits ``make_edit(VALIDATION_SEED + i)``: even i change a shape, odd i a colour."""
-    return [make_edit(VALIDATION_SEED + i, "shape" if i % 2 == 0 else "colour") for i in range(n)]
+    return alternating_edits(VALIDATION_SEED, n)
 
 
 def mask_ious(c, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
@@ -93,7 +94,7 @@ def edit_scores(c, edits: list[Edit], steps: int, masks: list[dict], grid: dict 
 
 def main(argv: list[str] | None = None) -> None:
     from .. import load_components
-    from ..edit import LIBRARY_DEFAULTS
+    from ..edit import resolve_settings
 
     p = argparse.ArgumentParser(prog="python -m diffedit_lab.toy.tune", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None)
@@ -105,9 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     c = load_components(a.model, device="cpu")
-    d = {k: c.defaults.get(k, LIBRARY_DEFAULTS[k]) for k in ("guidance", "n")}
     edits = validation_edits(a.edits)
-    masks = mask_ious(c, edits, **d)
+    masks = mask_ious(c, edits, **resolve_settings(c, guidance=None, n=None))
     print(f"{'s':>5} {'κ':>5} {'τ':>5} {'IoU':>6}")
     for r in masks[:10]:
         print(f"{r['mask_strength']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['mask_iou']:6.3f}")
