@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--n", type=_number(int, 1), metavar="N", help="noise draws averaged for the mask (paper: 10)")
     edit.add_argument("--threshold", type=_number(float, 0, 1), metavar="T",
                       help="mask binarisation threshold in [0, 1] (paper: 0.5)")
+    edit.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
+                      help="fill the holes of the mask (default: the model's setting; off for Stable Diffusion)")
     edit.add_argument("--clamp-ratio", type=_number(float, 0, low_open=True), metavar="C",
                       help="clamp the difference map at C × its mean before rescaling")
     edit.add_argument("--guidance", type=_number(float, 0), metavar="G", help="classifier-free guidance of the decoding")
@@ -287,6 +289,7 @@ def _run_edit(args) -> int:
         mask_strength=args.mask_strength,
         clamp_ratio=args.clamp_ratio,
         threshold=args.threshold,
+        fill_holes=args.fill_holes,
         strength=args.strength,
         steps=args.steps,
         guidance=args.guidance,

@@ -29,6 +29,7 @@ LIBRARY_DEFAULTS = dict(
     mask_strength=0.5,  # noise level of the mask (paper: ≤ 0.6)
     clamp_ratio=3.0,  # κ: clamp the difference map at κ × its mean
     threshold=0.5,  # τ: binarise the rescaled map
+    fill_holes=False,  # fill the holes of the binary mask (not in the paper nor diffusers)
     strength=0.8,  # encoding ratio r
     steps=50,  # DDIM steps
     guidance=7.5,  # classifier-free guidance of the decoding (and the mask)
@@ -46,6 +47,9 @@ def check_settings(s: dict) -> dict:
         s[name] = check_guidance(name, s[name])
     s["clamp_ratio"] = check_positive("clamp_ratio", s["clamp_ratio"])
     s["threshold"] = check_threshold("threshold", s["threshold"])
+    if not isinstance(s["fill_holes"], (bool, int)) or s["fill_holes"] not in (0, 1):
+        raise ValueError(f"fill_holes must be True or False, got {s['fill_holes']!r}")
+    s["fill_holes"] = bool(s["fill_holes"])
     return s
 
 
@@ -79,6 +83,7 @@ def edit(
     mask_strength: float | None = None,
     clamp_ratio: float | None = None,
     threshold: float | None = None,
+    fill_holes: bool | None = None,
     strength: float | None = None,
     steps: int | None = None,
     guidance: float | None = None,
@@ -94,7 +99,7 @@ def edit(
     """
     return EditSession(c, image).run(
         source, target, n=n, mask_strength=mask_strength, clamp_ratio=clamp_ratio, threshold=threshold,
-        strength=strength, steps=steps, guidance=guidance, inversion_prompt=inversion_prompt,
+        fill_holes=fill_holes, strength=strength, steps=steps, guidance=guidance, inversion_prompt=inversion_prompt,
         inversion_guidance=inversion_guidance, seed=seed, progress=progress,
     )
 
@@ -110,7 +115,7 @@ class EditSession:
       source, ``n``, ``mask_strength``, ``steps`` and ``seed``: a new target runs only its own
       n UNet rows (of the 3n);
     * the mask per texts, ``n``, ``mask_strength``, ``guidance``, ``steps`` and ``seed`` — a new
-      ``clamp_ratio``/``threshold`` only re-thresholds it, without any model call;
+      ``clamp_ratio``/``threshold``/``fill_holes`` only re-thresholds it, without any model call;
     * the inversion per ``inversion_prompt``, ``strength``, ``steps`` and ``inversion_guidance``;
     * the decoding and its images per inversion, target, ``guidance`` and *binary* mask: a new
       threshold that leaves the mask as it was costs nothing.
@@ -185,7 +190,7 @@ class EditSession:
             return raw
 
         raw = self._cached(self._masks, key, compute)
-        return raw.rethreshold(clamp_ratio=s["clamp_ratio"], threshold=s["threshold"])
+        return raw.rethreshold(clamp_ratio=s["clamp_ratio"], threshold=s["threshold"], fill_holes=s["fill_holes"])
 
     def inversion(self, inversion_prompt="", *, progress: bool = True, **settings) -> Inversion:
         """The DDIM inversion of ``z0`` for these settings, from the cache when possible."""

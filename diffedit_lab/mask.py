@@ -11,10 +11,18 @@ they disagree is what has to change:
     D      = (1/n) Σ_i D^(i)                                            (``difference``)
     D̃      = min(D, κ·mean(D)) / (κ·mean(D))                            (``normalized``, κ = clamp_ratio)
     M      = [D̃ > τ]                                                     (``mask``, τ = threshold)
+    M      ← fill(M)        (optional, ``fill_holes``: cells of ∁M not 4-connected to the border join M)
 
 ``mean(D)`` is taken **per image**: adding an image to the batch never changes another image's
 mask (diffusers takes it over the whole batch). κ and τ act on ``D`` only, so
 :meth:`MaskResult.rethreshold` is free — no model call.
+
+**Holes and resolution** (not in the paper; off by default, as diffusers): when a shape changes and
+its colour stays, ``D`` is a *ring* on the object's outline — inside, both texts agree on the
+colour — so ``M`` can have a hole where the object is. ``fill_holes`` fills it: the edited region
+is the whole object. ``M`` lives on the latent grid (8× coarser than the image for Stable
+Diffusion); :meth:`MaskResult.upsampled` gives the finer image-resolution mask
+``fill([up(D̃) > τ])``, ``up`` bilinear — the same ``D̃`` and ``τ``, cut between the cells.
 
 With the same negative text for both predictions, ``ε̂(Q) − ε̂(R) = w·(ε(Q) − ε(R))``: the guidance
 scale ``w`` cancels in ``D̃``. For v-prediction models ``ε̂`` is the predicted ``v``; since
@@ -28,6 +36,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .checks import check_count, check_guidance, check_positive, check_prompt, check_strength, check_threshold
@@ -59,17 +68,29 @@ class MaskResult:
     timestep: int
     guidance: float
     image_size: tuple[int, int]  # (width, height) of the encoded images
+    fill_holes: bool = False
 
     @property
     def n(self) -> int:
         return self.differences.shape[1]
 
-    def rethreshold(self, clamp_ratio: float | None = None, threshold: float | None = None) -> "MaskResult":
-        """The same maps with a new ``κ`` (``clamp_ratio``) and/or ``τ`` (``threshold``); no model call."""
+    def rethreshold(self, clamp_ratio: float | None = None, threshold: float | None = None,
+                    fill_holes: bool | None = None) -> "MaskResult":
+        """The same maps with a new ``κ`` (``clamp_ratio``), ``τ`` (``threshold``) and/or
+        ``fill_holes``; no model call."""
         clamp_ratio = self.clamp_ratio if clamp_ratio is None else check_positive("clamp_ratio", clamp_ratio)
         threshold = self.threshold if threshold is None else check_threshold("threshold", threshold)
-        normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold)
-        return replace(self, normalized=normalized, mask=mask, clamp_ratio=clamp_ratio, threshold=threshold)
+        fill_holes = self.fill_holes if fill_holes is None else bool(fill_holes)
+        normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold, fill_holes)
+        return replace(self, normalized=normalized, mask=mask, clamp_ratio=clamp_ratio, threshold=threshold,
+                       fill_holes=fill_holes)
+
+    def upsampled(self, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The mask at image resolution, (B, H, W) float 0/1: ``fill([up(D̃) > τ])`` with ``up`` the
+        bilinear upsampling of ``D̃`` to ``size`` (width, height; default the encoded image size)
+        and ``fill`` only when ``fill_holes``. Finer than ``M`` with each cell made a block."""
+        width, height = size or self.image_size
+        return upsample_and_threshold(self.normalized, self.threshold, (height, width), self.fill_holes)
 
     def to_image(self, size: tuple[int, int] | None = None, index: int = 0) -> Image.Image:
         """Mask ``index`` as a black/white (0/255, mode "L") PIL image, nearest-upsampled to ``size``
@@ -78,11 +99,38 @@ class MaskResult:
         return Image.fromarray(arr, mode="L").resize(tuple(size or self.image_size), resample=Image.NEAREST)
 
 
-def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, threshold: float):
-    """``D̃ = min(D, κ·mean(D)) / (κ·mean(D))`` with the mean per image, and ``M = [D̃ > τ]``."""
+def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, threshold: float,
+                            fill: bool = False):
+    """``D̃ = min(D, κ·mean(D)) / (κ·mean(D))`` with the mean per image, and ``M = [D̃ > τ]``
+    (its holes filled when ``fill``)."""
     bound = difference.flatten(1).mean(1).view(-1, 1, 1) * clamp_ratio
     normalized = torch.minimum(difference.clamp(min=0), bound) / bound
-    return normalized, (normalized > threshold).float()
+    mask = (normalized > threshold).float()
+    return normalized, fill_holes(mask) if fill else mask
+
+
+def upsample_and_threshold(normalized: torch.Tensor, threshold: float, size: tuple[int, int],
+                           fill: bool = False) -> torch.Tensor:
+    """``[up(D̃) > τ]`` (B, H, W) float 0/1, ``up`` bilinear to ``size`` = (H, W), its holes
+    filled when ``fill`` — the mask at image resolution."""
+    up = F.interpolate(normalized[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)
+    mask = (up[:, 0] > threshold).float()
+    return fill_holes(mask) if fill else mask
+
+
+def fill_holes(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` (B, h, w) float 0/1 with its holes filled: a 0-cell stays 0 only if a path of
+    0-cells, stepping up/down/left/right, joins it to the border (flood fill from the border)."""
+    free = 1 - mask
+    outside = torch.zeros_like(mask)
+    outside[:, [0, -1], :], outside[:, :, [0, -1]] = free[:, [0, -1], :], free[:, :, [0, -1]]
+    while True:
+        p = F.pad(outside, (1, 1, 1, 1))
+        grown = torch.maximum(outside, torch.stack(
+            [p[:, :-2, 1:-1], p[:, 2:, 1:-1], p[:, 1:-1, :-2], p[:, 1:-1, 2:]]).amax(0)) * free
+        if torch.equal(grown, outside):
+            return 1 - outside
+        outside = grown
 
 
 @torch.inference_mode()
@@ -119,6 +167,7 @@ def noise_diff_mask(
     guidance: float = 7.5,
     clamp_ratio: float = 3.0,
     threshold: float = 0.5,
+    fill_holes: bool = False,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     source_negative_prompt="",
@@ -136,7 +185,8 @@ def noise_diff_mask(
     Two UNet calls: the source branch ``[∅, R]`` and the target branch ``[Q]`` × n draws (3n
     rows; ``[∅_Q, Q]``, 4n in all, if the two negative texts differ; ``[R]`` and ``[Q]``, 2n,
     if ``w ≤ 1``). The source branch does not depend on the target: :class:`~diffedit_lab.EditSession`
-    keeps it for the next target. ``progress`` has nothing to show; it is accepted for a uniform API.
+    keeps it for the next target. ``fill_holes``: fill the holes of ``M`` (see the module doc).
+    ``progress`` has nothing to show; it is accepted for a uniform API.
     """
     check_prompt("source", source)
     check_prompt("target", target, required=True)
@@ -147,7 +197,7 @@ def noise_diff_mask(
     result, _ = mask_from_draws(
         c, z_t, t, n, source, target, source_negative_prompt=source_negative_prompt,
         target_negative_prompt=target_negative_prompt, guidance=guidance, clamp_ratio=clamp_ratio,
-        threshold=threshold, strength=strength,
+        threshold=threshold, strength=strength, fill_holes=fill_holes,
     )
     return result
 
@@ -172,6 +222,7 @@ def mask_from_draws(
     clamp_ratio: float = 3.0,
     threshold: float = 0.5,
     strength: float = 0.5,
+    fill_holes: bool = False,
     source_predictions: torch.Tensor | None = None,
 ) -> tuple[MaskResult, torch.Tensor]:
     """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw source-branch
@@ -192,7 +243,7 @@ def mask_from_draws(
     shape = (batch, n, *z_t.shape[1:])
     delta = (target_noise - source_noise).abs().reshape(shape)
     difference = delta.mean([1, 2])  # D: over draws and channels at once, as diffusers
-    normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold)
+    normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold, fill_holes)
     result = MaskResult(
         noisy_latents=z_t.reshape(shape),
         source_noise=source_noise.reshape(shape),
@@ -207,6 +258,7 @@ def mask_from_draws(
         timestep=int(t),
         guidance=guidance,
         image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor),
+        fill_holes=bool(fill_holes),
     )
     return result, source_predictions
 

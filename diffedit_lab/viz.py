@@ -229,7 +229,8 @@ def noise_predictions(result, *, index: int = 0, draw: int = 0, channel: int = 0
 
 def mask_steps(result, image=None, *, index: int = 0, true_mask=None) -> Figure:
     """From map to mask: ``D`` → clamped and rescaled ``D̃`` → binary ``M = [D̃ > τ]`` →
-    ``M`` over the image (if given) → ``M`` against the true mask (if given)."""
+    ``M`` over the image (if given) → ``M`` at image size (:func:`fine_mask`) against the true
+    mask (if given)."""
     panels = 3 + (image is not None) + (true_mask is not None)
     fig, axes = _figure(1, panels, width=PANEL * panels + 0.8,
                         suptitle=f"clamp ratio κ = {result.clamp_ratio:g}, threshold τ = {result.threshold:g}")
@@ -245,7 +246,28 @@ def mask_steps(result, image=None, *, index: int = 0, true_mask=None) -> Figure:
         mask_overlay(image, result.mask, index=index, title="M over the image", ax=axes[0, k])
         k += 1
     if true_mask is not None:
-        _comparison(axes[0, k], result.mask, true_mask, image, index=index)
+        iou = _comparison(axes[0, k], fine_mask(result, true_mask, index), true_mask, image)
+        axes[0, k].set_title(f"M at image size vs true mask: IoU {iou:.2f}", fontsize=9)
+    return fig
+
+
+def fine_mask(result, true_mask, index: int = 0) -> np.ndarray:
+    """``result``'s mask at ``true_mask``'s resolution, (H, W) bool: ``MaskResult.upsampled`` —
+    ``D̃`` bilinearly upsampled, then ``> τ`` (holes filled if ``result.fill_holes``)."""
+    h, w = to_map(true_mask).shape
+    return _numpy(result.upsampled((w, h))[index]) > 0.5
+
+
+def mask_refinements(result, image=None, *, true_mask, index: int = 0) -> Figure:
+    """``D̃``, then three masks against the true one (IoU each): ``M = [D̃ > τ]`` on the latent
+    grid, ``fill(M)`` (holes filled), and ``fill([up(D̃) > τ])`` at image resolution."""
+    plain, filled = result.rethreshold(fill_holes=False), result.rethreshold(fill_holes=True)
+    fig, axes = _figure(1, 4, width=PANEL * 4 + 0.8, suptitle=f"κ = {result.clamp_ratio:g}, τ = {result.threshold:g}")
+    _show_map(fig, axes[0, 0], to_map(result.normalized, index), cmap=HEAT_CMAP, vmin=0, vmax=1, title="D̃")
+    for ax, (name, mask) in zip(axes[0, 1:], [("M (latent cells)", plain.mask), ("fill(M)", filled.mask),
+                                             ("at image size, filled", fine_mask(filled, true_mask, index))]):
+        iou = _comparison(ax, mask, true_mask, image, index=index)
+        ax.set_title(f"{name}: IoU {iou:.2f}", fontsize=9)
     return fig
 
 
@@ -328,8 +350,9 @@ def mask_strip(result, image=None, *, index: int = 0, true_mask=None, panel: int
               overlay(image, result.mask, index=index) if image is not None else np.repeat(m[..., None], 3, axis=2)]
     titles = [f"D̃ (κ = {result.clamp_ratio:g})", f"mask (τ = {result.threshold:g}): {m.mean():.0%} of the image"]
     if true_mask is not None:
-        panels.append(comparison_rgb(result.mask, true_mask, image, index=index))
-        titles.append(f"vs true mask: IoU {mask_iou(m, true_mask):.2f}")
+        fine = fine_mask(result, true_mask, index)
+        panels.append(comparison_rgb(fine, true_mask, image))
+        titles.append(f"vs true mask: IoU {mask_iou(fine, true_mask):.2f}")
     gap = 6
     strip = Image.new("RGB", (len(panels) * (panel + gap) - gap, panel), (255, 255, 255))
     for k, arr in enumerate(panels):

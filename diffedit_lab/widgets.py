@@ -169,6 +169,17 @@ def _float_slider(description, value, lo, hi, step, **kw):
                          style=STYLE, readout_format=".2f", **kw)
 
 
+def _fill_checkbox(value: bool):
+    return W.Checkbox(value=bool(value), description="fill holes", indent=False, layout=W.Layout(width="110px"))
+
+
+def _iou(result, true_mask, index: int = 0) -> float:
+    """IoU of ``result``'s mask with a true mask: at the true mask's resolution via
+    ``MaskResult.upsampled`` (as ``diffedit_lab.toy.quality`` scores it)."""
+    h, w = np.asarray(true_mask).shape[-2:]
+    return float(mask_iou(result.upsampled((w, h))[index], true_mask))
+
+
 def _int_slider(description, value, lo, hi, **kw):
     return W.IntSlider(value=int(np.clip(value, lo, hi)), min=lo, max=hi, description=description, style=STYLE, **kw)
 
@@ -177,9 +188,9 @@ def _int_slider(description, value, lo, hi, **kw):
 
 
 class MaskExplorer(_App):
-    """Clamp ratio κ and threshold τ over a computed mask; the figure follows every move.
+    """Clamp ratio κ, threshold τ and hole filling over a computed mask; the figure follows every move.
 
-    ``.controls``: ``clamp_ratio``, ``threshold``; ``.result``: the re-thresholded
+    ``.controls``: ``clamp_ratio``, ``threshold``, ``fill_holes``; ``.result``: the re-thresholded
     ``MaskResult`` now shown; ``.redraws``: how many figures were drawn (no model is called).
     ``detailed``: draw the full matplotlib figure (``viz.mask_steps``: D, D̃, M, overlay, with
     colour bars) instead of the fast strip (``viz.mask_strip``: milliseconds a move).
@@ -198,6 +209,7 @@ class MaskExplorer(_App):
         self.controls = {
             "clamp_ratio": _float_slider("clamp ratio κ", result.clamp_ratio, 0.5, 10.0, 0.25),
             "threshold": _float_slider("threshold τ", result.threshold, 0.05, 0.95, 0.05),
+            "fill_holes": _fill_checkbox(result.fill_holes),
         }
         self.status = W.HTML()
         self.output = W.Output()
@@ -208,9 +220,7 @@ class MaskExplorer(_App):
 
     def update(self) -> None:
         """Re-threshold (free) and redraw."""
-        self.result = self.base.rethreshold(
-            clamp_ratio=self.controls["clamp_ratio"].value, threshold=self.controls["threshold"].value
-        )
+        self.result = self.base.rethreshold(**{k: w.value for k, w in self.controls.items()})
         if self.detailed:
             show(self.output, viz.mask_steps(self.result, self.image, index=self.index, true_mask=self.true_mask))
         else:
@@ -221,7 +231,7 @@ class MaskExplorer(_App):
         area = float(self.result.mask[self.index].mean())
         text = f"mask covers {area:.0%} of the image"
         if self.true_mask is not None:
-            text += f" · IoU with the true mask {mask_iou(self.result.mask[self.index], self.true_mask):.2f}"
+            text += f" · IoU with the true mask {_iou(self.result, self.true_mask, self.index):.2f}"
         self._set_status(text)
 
 
@@ -343,6 +353,7 @@ class Explorer(_App):
                                      layout=W.Layout(width="160px"), **SLOW),
             "clamp_ratio": _float_slider("clamp ratio κ", s["clamp_ratio"], 0.5, 10.0, 0.25),
             "threshold": _float_slider("threshold τ", s["threshold"], 0.05, 0.95, 0.05),
+            "fill_holes": _fill_checkbox(s["fill_holes"]),
             "strength": _float_slider("encoding ratio r", s["strength"], 0.1, 1.0, 0.05, **SLOW),
             "steps": _int_slider("DDIM steps", s["steps"], 2, 100, **SLOW),
             "guidance": _float_slider("guidance w", s["guidance"], 1.0, 15.0, 0.5, **SLOW),
@@ -360,7 +371,7 @@ class Explorer(_App):
         ctl["upload"].observe(self._safe(lambda ch: self._on_upload(ch["new"])), names="value")
         for name in ("source", "target", "n", "mask_strength", "seed", "steps"):  # the mask's t depends on the steps
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_mask_input()), names="value")
-        for name in ("clamp_ratio", "threshold"):
+        for name in ("clamp_ratio", "threshold", "fill_holes"):
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_threshold()), names="value")
         self.run_button.on_click(self._safe(lambda _b: self.run()))
 
@@ -373,7 +384,7 @@ class Explorer(_App):
             W.HTML("<b>1 · mask</b> (a model call when these change)"),
             W.HBox([ctl["n"], ctl["mask_strength"], ctl["seed"]]),
             W.HTML("<b>mask threshold</b> (instant: no model call)"),
-            W.HBox([ctl["clamp_ratio"], ctl["threshold"]]),
+            W.HBox([ctl["clamp_ratio"], ctl["threshold"], ctl["fill_holes"]]),
             self.mask_output,
             W.HTML("<b>2 · encode and 3 · decode</b>"),
             W.HBox([ctl["strength"], ctl["steps"], ctl["guidance"]]),
@@ -462,6 +473,7 @@ class Explorer(_App):
             ctl["source"].value, ctl["target"].value, seed=ctl["seed"].value, n=ctl["n"].value,
             mask_strength=ctl["mask_strength"].value, guidance=ctl["guidance"].value,
             clamp_ratio=ctl["clamp_ratio"].value, threshold=ctl["threshold"].value, steps=ctl["steps"].value,
+            fill_holes=ctl["fill_holes"].value,
         )
         self.mask_computations += 1
         self._on_threshold()
@@ -471,13 +483,12 @@ class Explorer(_App):
         if self._mask_base is None:
             return
         self.mask = self._mask_base.rethreshold(
-            clamp_ratio=self.controls["clamp_ratio"].value, threshold=self.controls["threshold"].value
-        )
+            **{k: self.controls[k].value for k in ("clamp_ratio", "threshold", "fill_holes")})
         strip, titles = viz.mask_strip(self.mask, self.image, true_mask=self.true_mask, panel=160)
         show(self.mask_output, strip_output(strip, titles, 160))
         text = f"mask: {float(self.mask.mask[0].mean()):.0%} of the image"
         if self.true_mask is not None:
-            text += f", IoU with the true mask {mask_iou(self.mask.mask[0], self.true_mask):.2f}"
+            text += f", IoU with the true mask {_iou(self.mask, self.true_mask):.2f}"
         self._set_status(text + " — press Run edit")
 
     def _draw_input(self) -> None:

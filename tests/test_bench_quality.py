@@ -65,8 +65,11 @@ def test_mask_draws_equal_noise_diff_mask_for_every_n_and_reference(tiny_compone
                 lib = noise_diff_mask(c, d["z0"][i:i + 1], reference, e.target, n=n, strength=0.5, guidance=5.0,
                                       seed=seeds[i], steps=STEPS, progress=False)
                 assert close(deltas[i:i + 1, :n].mean([1, 2]), lib.difference, 1e-5)
-                ours = q.masks_from(deltas[i:i + 1], n, 3.0, 0.5)
-                assert (ours != lib.mask).float().mean() <= 0.01  # a pixel may flip at exactly τ
+                for fill in (False, True):
+                    lib_f = lib.rethreshold(fill_holes=fill)
+                    ours, fine = q.masks_from(deltas[i:i + 1], n, 3.0, 0.5, fill, (64, 64))
+                    assert (ours != lib_f.mask).float().mean() <= 0.01  # a pixel may flip at exactly τ
+                    assert (fine != lib_f.upsampled((64, 64))).float().mean() <= 0.01
 
 
 def test_one_encoding_holds_every_smaller_ratio(tiny_components, data):

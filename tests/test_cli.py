@@ -258,7 +258,7 @@ def recorder(monkeypatch):
     return rec
 
 
-EDIT_OPTIONS = ("n", "mask_strength", "clamp_ratio", "threshold", "strength", "steps", "guidance",
+EDIT_OPTIONS = ("n", "mask_strength", "clamp_ratio", "threshold", "fill_holes", "strength", "steps", "guidance",
                 "inversion_prompt", "inversion_guidance", "seed")
 
 
@@ -279,14 +279,14 @@ def test_options_are_passed_through(capsys, workdir, recorder):
     argv = ["edit", str(workdir / "in.png"), "--source", "a cat", "--target", "a dog", "--out", str(workdir / "o.png"),
             "--model", "some/model", "--device", "cpu", "--seed", "7", "--steps", "12", "--strength", "0.6",
             "--mask-strength", "0.4", "--n", "3", "--threshold", "0.3", "--clamp-ratio", "2.5", "--guidance", "5",
-            "--inversion-prompt", "", "--inversion-guidance", "1", "--quiet"]
+            "--inversion-prompt", "", "--inversion-guidance", "1", "--no-fill-holes", "--quiet"]
     code, out, err = run(capsys, argv)
     assert code == 0, err
     assert (out, err) == ("", "")  # --quiet
     assert recorder.calls["load_components"] == ("some/model", {"device": "cpu"})
     kwargs = recorder.calls["edit"][-1]
-    assert kwargs == dict(n=3, mask_strength=0.4, clamp_ratio=2.5, threshold=0.3, strength=0.6, steps=12,
-                          guidance=5.0, inversion_prompt="", inversion_guidance=1.0, seed=7, progress=False)
+    assert kwargs == dict(n=3, mask_strength=0.4, clamp_ratio=2.5, threshold=0.3, fill_holes=False, strength=0.6,
+                          steps=12, guidance=5.0, inversion_prompt="", inversion_guidance=1.0, seed=7, progress=False)
 
 
 def test_a_failing_write_leaves_no_partial_output(capsys, workdir, recorder, monkeypatch):

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from diffedit_lab import LIBRARY_DEFAULTS, decode, edit, encode
+from diffedit_lab.mask import fill_holes
 
 SOURCE, TARGET = "a red circle", "a blue square"
 FAST = dict(n=2, steps=4, clamp_ratio=1.5, progress=False)
@@ -61,6 +62,18 @@ def test_model_defaults_fill_unset_settings(tiny_components, image):
     assert r.mask.n == 3 and r.mask.guidance == 3.0
     explicit = edit(c, image, SOURCE, TARGET, seed=0, guidance=7.5, **FAST)
     assert explicit.settings["guidance"] == 7.5 and explicit.settings["n"] == 2
+
+
+def test_fill_holes_setting(tiny_components, image):
+    plain = edit(tiny_components, image, SOURCE, TARGET, seed=0, **FAST)
+    assert plain.settings["fill_holes"] is False and not plain.mask.fill_holes  # the library default
+    c = dataclasses.replace(tiny_components, defaults={"fill_holes": True})
+    filled = edit(c, image, SOURCE, TARGET, seed=0, **FAST)
+    assert filled.settings["fill_holes"] is True and filled.mask.fill_holes
+    assert torch.equal(filled.mask.mask, fill_holes(plain.mask.mask))
+    assert edit(c, image, SOURCE, TARGET, seed=0, fill_holes=False, **FAST).mask.fill_holes is False
+    with pytest.raises(ValueError, match="fill_holes must be True or False"):
+        edit(tiny_components, image, SOURCE, TARGET, fill_holes="yes", **FAST)
 
 
 def test_list_prompts_and_inversion_caption(tiny_components, image):

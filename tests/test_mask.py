@@ -125,3 +125,49 @@ def test_image_input_and_list_prompts(tiny_components, tiny_image):
 def test_v_prediction_model(tiny_components_v, tiny_image):
     r = noise_diff_mask(tiny_components_v, tiny_image, SOURCE, TARGET, n=2, clamp_ratio=1.5, seed=0, progress=False)
     assert torch.isfinite(r.difference).all() and 0 < r.mask.mean() < 1
+
+
+def _ring(size: int = 8) -> torch.Tensor:
+    m = torch.zeros(1, size, size)
+    m[0, 2:6, 2:6] = 1
+    m[0, 3:5, 3:5] = 0  # a 2×2 hole
+    return m
+
+
+def test_fill_holes_fills_enclosed_cells_only():
+    ring = _ring()
+    filled = mask_module.fill_holes(ring)
+    expected = torch.zeros(1, 8, 8)
+    expected[0, 2:6, 2:6] = 1
+    assert torch.equal(filled, expected)
+    opened = ring.clone()
+    opened[0, 2, 3] = 0  # the hole now reaches the outside through a gap
+    assert torch.equal(mask_module.fill_holes(opened), opened)
+    diagonal = ring.clone()
+    diagonal[0, 2, 2] = 0  # a corner gap only touches the hole diagonally: still enclosed
+    assert torch.equal(mask_module.fill_holes(diagonal)[0, 3:5, 3:5], torch.ones(2, 2))
+    batch = torch.cat([ring, torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])
+    assert torch.equal(mask_module.fill_holes(batch), torch.cat([expected, torch.zeros(1, 8, 8), torch.ones(1, 8, 8)]))
+
+
+def test_rethreshold_fill_holes_and_upsampled_mask(result, monkeypatch):
+    monkeypatch.setattr(mask_module, "unet_output", None)  # no model call
+    filled = result.rethreshold(fill_holes=True)
+    assert filled.fill_holes and torch.equal(filled.mask, mask_module.fill_holes(result.mask))
+    assert filled.rethreshold(threshold=0.6).fill_holes  # kept by a later re-threshold
+    assert torch.equal(filled.rethreshold(fill_holes=False).mask, result.mask)
+
+    fine = result.upsampled()
+    assert fine.shape == (1, 32, 48) and set(fine.unique().tolist()) <= {0.0, 1.0}
+    up = torch.nn.functional.interpolate(result.normalized[:, None], size=(32, 48), mode="bilinear", align_corners=False)
+    assert torch.equal(fine, (up[:, 0] > result.threshold).float())
+    assert torch.equal(result.upsampled((24, 16)), result.mask)  # at the latent size: M itself
+    assert torch.equal(filled.upsampled(), mask_module.fill_holes(fine))
+    assert result.upsampled((96, 64)).shape == (1, 64, 96)
+
+
+def test_noise_diff_mask_fill_holes(tiny_components, z0, result):
+    filled = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, clamp_ratio=1.5, seed=0, fill_holes=True,
+                             progress=False)
+    assert filled.fill_holes and torch.equal(filled.difference, result.difference)
+    assert torch.equal(filled.mask, mask_module.fill_holes(result.mask))

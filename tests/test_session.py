@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from diffedit_lab import EditSession, ddim_invert, decode, edit, encode, masked_denoise, noise_diff_mask
+from diffedit_lab.mask import fill_holes
 
 SOURCE, TARGET, OTHER = "a red circle", "a blue square", "a green star"
 FAST = dict(n=2, steps=4, clamp_ratio=1.5, progress=False)  # strength 0.8 → 3 DDIM steps
@@ -106,6 +107,15 @@ def test_a_new_threshold_reuses_mask_and_inversion(tiny_components, image, calls
     assert calls.unet == [2] * K and calls.text == 0 and calls.vae_decoder == 1  # only the decoding
     assert torch.equal(result.mask.mask, low.mask)
     assert_identical(result, fresh(tiny_components, image, SOURCE, TARGET, seed=0, **{**FAST, "threshold": 0.3}))
+
+
+def test_filling_the_holes_only_rethresholds(tiny_components, image, calls):
+    session = EditSession(tiny_components, image)
+    first = session.run(SOURCE, TARGET, seed=0, **FAST)
+    calls.reset()
+    filled = session.mask(SOURCE, TARGET, seed=0, fill_holes=True, n=N, steps=4, clamp_ratio=1.5)
+    assert calls.none and filled.fill_holes
+    assert torch.equal(filled.mask, fill_holes(first.mask.mask))
 
 
 def test_a_threshold_that_keeps_the_mask_costs_nothing(tiny_components, image, calls):

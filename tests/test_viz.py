@@ -122,6 +122,21 @@ def test_mask_steps(mask_result, rgb, with_image, with_truth, panels):
         assert "IoU" in image_axes(fig)[-1].get_title()
 
 
+def test_mask_refinements_score_each_mask(mask_result, rgb):
+    from diffedit_lab.metrics import mask_iou
+
+    truth = np.zeros((32, 32), bool)
+    truth[8:24, 4:20] = True
+    fig = rendered(viz.mask_refinements(mask_result, rgb, true_mask=truth))
+    titles = [ax.get_title() for ax in image_axes(fig)]
+    assert len(titles) == 4
+    filled = mask_result.rethreshold(fill_holes=True)
+    expected = [mask_iou(mask_result.rethreshold(fill_holes=False).mask[0], truth), mask_iou(filled.mask[0], truth),
+                mask_iou(filled.upsampled((32, 32))[0], truth)]
+    assert [float(t.split("IoU ")[1]) for t in titles[1:]] == pytest.approx(expected, abs=0.006)
+    assert np.array_equal(viz.fine_mask(filled, truth), filled.upsampled((32, 32))[0].numpy() > 0.5)
+
+
 def test_averaging_figure(mask_result):
     truth = np.zeros((32, 32), bool)
     truth[8:24, 4:20] = True

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from diffedit_lab import widgets
+from diffedit_lab.metrics import mask_iou
 
 pytestmark = pytest.mark.widgets
 
@@ -33,7 +34,9 @@ def kinds(out) -> list[str]:
 
 
 def sweep(control):
-    """Values across a control's whole range: both ends and the middle."""
+    """Values across a control's whole range: both ends and the middle (a checkbox: flipped, back)."""
+    if isinstance(control.value, bool):
+        return [not control.value, control.value]
     lo, hi = control.min, control.max
     mid = lo + (hi - lo) / 2
     if isinstance(control.value, int):
@@ -85,7 +88,7 @@ def test_mask_explorer_rethresholds_without_model(mask_result, image32, monkeypa
     truth = np.zeros((32, 32), bool)
     truth[8:24, 4:20] = True
     app = widgets.mask_explorer(mask_result, image32, true_mask=truth)
-    assert set(app.controls) == {"clamp_ratio", "threshold"}
+    assert set(app.controls) == {"clamp_ratio", "threshold", "fill_holes"}
     assert app.redraws == 1 and kinds(app.output) == ["text/html"]
     assert "IoU" in app.status.value and "IoU" in app.output.outputs[0]["data"]["text/plain"]
 
@@ -101,13 +104,16 @@ def test_mask_explorer_rethresholds_without_model(mask_result, image32, monkeypa
             control.value = value
             assert getattr(app.result, name) == pytest.approx(control.value)
             seen.add(outputs(app.output))
-    assert app.redraws == 1 + 6
+    assert app.redraws == 1 + 6 + 2
     assert len(seen) > 2  # the figure changed
     assert app.last_error is None
     # the shown mask is the library's re-threshold of the same maps
+    app.controls["fill_holes"].value = True
     expected = mask_result.rethreshold(clamp_ratio=app.controls["clamp_ratio"].value,
-                                       threshold=app.controls["threshold"].value)
-    assert torch.equal(app.result.mask, expected.mask)
+                                       threshold=app.controls["threshold"].value, fill_holes=True)
+    assert app.result.fill_holes and torch.equal(app.result.mask, expected.mask)
+    iou = float(app.status.value.split("IoU with the true mask ")[1][:4])
+    assert iou == pytest.approx(mask_iou(expected.upsampled((32, 32))[0], truth), abs=0.006)
 
 
 def test_mask_explorer_computes_from_components(tiny_components, image32):
@@ -148,14 +154,14 @@ def test_explorer_starts_on_a_toy_scene(app):
     assert kinds(app.mask_output) == ["text/html"]
     assert app.last_error is None and "IoU" in app.status.value
     expected = {"scene", "kind", "upload", "source", "target", "n", "mask_strength", "seed", "clamp_ratio",
-                "threshold", "strength", "steps", "guidance"}
+                "threshold", "fill_holes", "strength", "steps", "guidance"}
     assert set(app.controls) == expected
 
 
 def test_explorer_threshold_sliders_are_free(app):
     before = app.mask_computations
     seen = {outputs(app.mask_output)}
-    for name in ("clamp_ratio", "threshold"):
+    for name in ("clamp_ratio", "threshold", "fill_holes"):
         for value in sweep(app.controls[name]):
             app.controls[name].value = value
             seen.add(outputs(app.mask_output))
@@ -227,7 +233,8 @@ def test_explorer_run_matches_edit(app, tiny_components):
     ref = edit(tiny_components, app.image, ctl["source"].value, ctl["target"].value, n=ctl["n"].value,
                mask_strength=ctl["mask_strength"].value, clamp_ratio=ctl["clamp_ratio"].value,
                threshold=ctl["threshold"].value, strength=ctl["strength"].value, steps=ctl["steps"].value,
-               guidance=ctl["guidance"].value, seed=ctl["seed"].value, progress=False)
+               guidance=ctl["guidance"].value, seed=ctl["seed"].value, fill_holes=ctl["fill_holes"].value,
+               progress=False)
     assert torch.allclose(app.result.latents, ref.latents, atol=1e-5)
 
 

@@ -13,8 +13,10 @@ the training seeds, < 10 000 000, and from ``toy/quality.py``'s, ≥ 988 654 321
 * **untouched kept** — it finds the other object unchanged at its place;
 * **background PSNR / SSIM** — outside the true edited region dilated by 2 px (PSNR capped at
   100 dB, as in ``toy/quality.py``);
-* **mask IoU** — the latent mask (nearest-upsampled) against the true region, for the methods
-  that have a mask (DiffEdit, oracle, diffusers).
+* **mask IoU** — against the true region, for the methods that have a mask: DiffEdit's mask at
+  image resolution as ``MaskResult.upsampled`` makes it (the model's ``fill_holes`` setting
+  applies, to it and to the latent mask of the blend), the oracle's and diffusers' latent masks
+  with each cell a block (diffusers has no finer mask).
 
 Ablations of DiffEdit at ``r = 0.8`` (the model's default): the number of noise draws
 ``n ∈ {1, 2, 5, 10, 20}``, the threshold ``τ ∈ {0.25, 0.5, 0.75}``, the reference text (source
@@ -61,7 +63,8 @@ import numpy as np
 import torch
 
 from ..latents import decode, encode, encode_prompt, make_generator
-from ..mask import noised_draws, normalize_and_threshold
+from ..mask import noised_draws, normalize_and_threshold, upsample_and_threshold
+from ..metrics import upsample_mask
 from ..models import fresh_schedulers
 from ..sampling import denoising_timesteps, guided_noise, inversion_timesteps, strength_steps, unet_output
 from ..toy.quality import PSNR_CAP, format_value, held_out_edits, mean_of, score_edit, vae_ceiling
@@ -98,6 +101,7 @@ class Settings:
     threshold: float | None = None
     clamp_ratio: float | None = None
     mask_strength: float | None = None
+    fill_holes: bool | None = None
     ablation_r: float = 0.8
     n_values: tuple = N_DRAWS
     thresholds: tuple = THRESHOLDS
@@ -207,10 +211,13 @@ def mask_deltas(c, z0, source, target, uncond, seeds, *, n: int, strength: float
     return torch.stack(to_caption), torch.stack(to_empty)
 
 
-def masks_from(deltas: torch.Tensor, n: int, clamp_ratio: float, threshold: float) -> torch.Tensor:
-    """Binary masks (B, h, w) from the first ``n`` draws: ``D = mean over draws and channels``,
-    then ``normalize_and_threshold`` (per image)."""
-    return normalize_and_threshold(deltas[:, :n].mean([1, 2]), clamp_ratio, threshold)[1]
+def masks_from(deltas: torch.Tensor, n: int, clamp_ratio: float, threshold: float, fill_holes: bool,
+               size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary masks (B, h, w) from the first ``n`` draws — ``D = mean over draws and channels``,
+    then ``normalize_and_threshold`` (per image) — and the same masks at image resolution
+    ``size`` (H, W) as ``MaskResult.upsampled`` makes them (the ones scored by IoU)."""
+    normalized, mask = normalize_and_threshold(deltas[:, :n].mean([1, 2]), clamp_ratio, threshold, fill_holes)
+    return mask, upsample_and_threshold(normalized, threshold, size, fill_holes)
 
 
 def prefix_ok(c, steps: int, strength: float, largest: float) -> bool:
@@ -245,6 +252,7 @@ class Plan:
     edits: list = field(default_factory=list)  # edit index per job
     start: list = field(default_factory=list)
     masks: list = field(default_factory=list)
+    fine: list = field(default_factory=list)  # the masks at image resolution, scored by IoU
     encoded: list = field(default_factory=list)
 
 
@@ -310,8 +318,9 @@ def resolve(c, s: Settings) -> Settings:
     library default), the ratios sorted, and the model's threshold added to the ablation's."""
     from ..edit import resolve_settings
 
-    given = resolve_settings(c, **{k: getattr(s, k) for k in ("guidance", "n", "threshold", "clamp_ratio", "mask_strength")})
-    given = {k: int(v) if k == "n" else float(v) for k, v in given.items()}
+    given = resolve_settings(c, **{k: getattr(s, k) for k in ("guidance", "n", "threshold", "clamp_ratio", "mask_strength",
+                                                              "fill_holes")})
+    given = {k: int(v) if k == "n" else bool(v) if k == "fill_holes" else float(v) for k, v in given.items()}
     return replace(s, ratios=tuple(sorted(set(s.ratios))), thresholds=tuple(sorted({*s.thresholds, given["threshold"]})),
                    **given)
 
@@ -397,8 +406,13 @@ def _run_part(c, s: Settings, tick) -> dict:
         guidance=guidance, tick=bar,
     )))
 
+    size = tuple(edits[0].mask.shape)
+    up_true = torch.from_numpy(upsample_mask(true_masks[:, 0].cpu().numpy(), size)).float()
+    up_ones = torch.ones(len(ones), *size)
+
     def mask(n=s.n, threshold=s.threshold, reference="caption"):
-        return masks_from(deltas[reference], n, s.clamp_ratio, threshold)[:, None]
+        latent, fine = masks_from(deltas[reference], n, s.clamp_ratio, threshold, s.fill_holes, size)
+        return latent[:, None], fine
 
     timing["masks_s"] = time.perf_counter() - t0
 
@@ -431,21 +445,23 @@ def _run_part(c, s: Settings, tick) -> dict:
     plans: dict[float, Plan] = {}
 
     def add(job: Job, start, masks, encoded):
+        masks, fine = masks  # (B, 1, h, w) for the decoding, (B, H, W) for the IoU
         p = plans.setdefault(job.r, Plan(job.r))
         p.jobs += [replace(job) for _ in range(s.edits)]
         p.edits += list(range(s.edits))
         p.start.append(start)
         p.masks.append(masks)
+        p.fine.append(fine)
         p.encoded.append(encoded)
 
     for r in ratios:
         traj = trajectory(r)
         add(Job("diffedit", r), traj[-1], mask(), traj)
-        add(Job("oracle", r), traj[-1], true_masks, traj)
-        add(Job("encode_decode", r), traj[-1], ones, traj)
+        add(Job("oracle", r), traj[-1], (true_masks, up_true), traj)
+        add(Job("encode_decode", r), traj[-1], (ones, up_ones), traj)
         scheduler, _ = fresh_schedulers(c)
         t_r = denoising_timesteps(scheduler, s.steps, r)[:1]
-        add(Job("sdedit", r), scheduler.add_noise(z0, noise, t_r), ones, torch.zeros_like(traj))
+        add(Job("sdedit", r), scheduler.add_noise(z0, noise, t_r), (ones, up_ones), torch.zeros_like(traj))
     r = s.ablation_r
     for name, value in [("default", None)] * (r not in ratios) + ablation_variants(s):
         job = Job("diffedit", r, None if name == "default" else (name, value))
@@ -466,7 +482,7 @@ def _run_part(c, s: Settings, tick) -> dict:
         latents.append(out)
         job_list += p.jobs
         job_edits += p.edits
-        job_masks.append(torch.cat(p.masks)[:, 0])
+        job_masks.append(torch.cat(p.fine))
     timing["decoding_s"] = time.perf_counter() - t_dec
 
     # diffusers' pipeline as is: mask per image, one invert to the largest r, __call__ per r
