@@ -22,7 +22,8 @@ its colour stays, ``D`` is a *ring* on the object's outline — inside, both tex
 colour — so ``M`` can have a hole where the object is. ``fill_holes`` fills it: the edited region
 is the whole object. ``M`` lives on the latent grid (8× coarser than the image for Stable
 Diffusion); :meth:`MaskResult.upsampled` gives the finer image-resolution mask
-``fill([up(D̃) > τ])``, ``up`` bilinear — the same ``D̃`` and ``τ``, cut between the cells.
+``[up(D̃) > τ]``, ``up`` bilinear — the same ``D̃`` and ``τ``, cut between the cells (with
+``fill_holes``: ``M``'s holes set to 1 in ``D̃`` first, and the result's holes filled).
 
 With the same negative text for both predictions, ``ε̂(Q) − ε̂(R) = w·(ε(Q) − ε(R))``: the guidance
 scale ``w`` cancels in ``D̃``. For v-prediction models ``ε̂`` is the predicted ``v``; since
@@ -86,9 +87,10 @@ class MaskResult:
                        fill_holes=fill_holes)
 
     def upsampled(self, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """The mask at image resolution, (B, H, W) float 0/1: ``fill([up(D̃) > τ])`` with ``up`` the
-        bilinear upsampling of ``D̃`` to ``size`` (width, height; default the encoded image size)
-        and ``fill`` only when ``fill_holes``. Finer than ``M`` with each cell made a block."""
+        """The mask at image resolution, (B, H, W) float 0/1: ``[up(D̃) > τ]`` with ``up`` the
+        bilinear upsampling of ``D̃`` to ``size`` (width, height; default the encoded image size);
+        with ``fill_holes``, ``M``'s holes count as 1 in ``D̃`` and the result's holes are filled
+        (:func:`upsample_and_threshold`). Finer than ``M`` with each cell made a block."""
         width, height = size or self.image_size
         return upsample_and_threshold(self.normalized, self.threshold, (height, width), self.fill_holes)
 
@@ -111,8 +113,12 @@ def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, thresh
 
 def upsample_and_threshold(normalized: torch.Tensor, threshold: float, size: tuple[int, int],
                            fill: bool = False) -> torch.Tensor:
-    """``[up(D̃) > τ]`` (B, H, W) float 0/1, ``up`` bilinear to ``size`` = (H, W), its holes
-    filled when ``fill`` — the mask at image resolution."""
+    """``[up(D̃) > τ]`` (B, H, W) float 0/1, ``up`` bilinear to ``size`` = (H, W) — the mask at
+    image resolution. With ``fill``, the holes of the latent mask are first set to 1 in ``D̃``
+    (upsampling must not reopen a ring closed on the latent grid), and the result's holes filled."""
+    if fill:
+        latent = (normalized > threshold).float()
+        normalized = torch.maximum(normalized, fill_holes(latent) - latent)
     up = F.interpolate(normalized[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)
     mask = (up[:, 0] > threshold).float()
     return fill_holes(mask) if fill else mask

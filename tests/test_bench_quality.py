@@ -298,3 +298,6 @@ def test_committed_results_table_and_readme_agree():
     # the results are of the shipped model (its training step is recorded in the run's settings)
     trained = json.loads((root / "diffedit_lab" / "toy" / "model" / "training.json").read_text())["unet_steps"]
     assert results["settings"]["model_training"]["unet_steps"] == trained
+    # … and at its recorded settings
+    recorded = json.loads((root / "diffedit_lab" / "toy" / "model" / "diffedit_lab.json").read_text())
+    assert results["settings"]["model_defaults"] == recorded

@@ -162,8 +162,26 @@ def test_rethreshold_fill_holes_and_upsampled_mask(result, monkeypatch):
     up = torch.nn.functional.interpolate(result.normalized[:, None], size=(32, 48), mode="bilinear", align_corners=False)
     assert torch.equal(fine, (up[:, 0] > result.threshold).float())
     assert torch.equal(result.upsampled((24, 16)), result.mask)  # at the latent size: M itself
-    assert torch.equal(filled.upsampled(), mask_module.fill_holes(fine))
+    holes = filled.mask - result.mask
+    raised = torch.maximum(result.normalized, holes)
+    up = torch.nn.functional.interpolate(raised[:, None], size=(32, 48), mode="bilinear", align_corners=False)
+    assert torch.equal(filled.upsampled(), mask_module.fill_holes((up[:, 0] > result.threshold).float()))
+    assert (filled.upsampled() >= fine).all()
     assert result.upsampled((96, 64)).shape == (1, 64, 96)
+
+
+def test_upsampling_keeps_a_ring_closed_on_the_latent_grid():
+    """A ring of cells just above τ whose bilinear upsampling opens gaps at the corners: filled
+    on the latent grid, it stays filled at image resolution."""
+    normalized = torch.zeros(1, 6, 6)
+    normalized[0, 1:5, 1:5] = 0.55  # a one-cell ring just above τ = 0.5
+    normalized[0, 2:4, 2:4] = 0.0
+    latent = (normalized > 0.5).float()
+    assert torch.equal(mask_module.fill_holes(latent)[0, 2:4, 2:4], torch.ones(2, 2))
+    plain = mask_module.upsample_and_threshold(normalized, 0.5, (24, 24), fill=False)
+    assert not mask_module.fill_holes(plain)[0, 8:16, 8:16].all()  # upsampled alone, the ring opens
+    fine = mask_module.upsample_and_threshold(normalized, 0.5, (24, 24), fill=True)
+    assert (fine[0, 8:16, 8:16] == 1).all()  # the hole's pixels
 
 
 def test_noise_diff_mask_fill_holes(tiny_components, z0, result):

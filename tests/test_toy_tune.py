@@ -43,7 +43,7 @@ def test_main_writes_the_best_settings_and_keeps_the_others(tiny_model_dir, tmp_
     monkeypatch.setattr(tune, "MASK_GRID", dict(mask_strength=(0.5,), clamp_ratio=(4.0,), threshold=(0.6,),
                                                fill_holes=(True,)))
     monkeypatch.setattr(tune, "EDIT_GRID", dict(guidance=(2.0,), strength=(0.5,)))
-    tune.main(["--model", str(folder), "--edits", "2", "--steps", "2", "--write"])
+    tune.main(["--model", str(folder), "--edits", "2", "--mask-edits", "2", "--steps", "2", "--write"])
     written = json.loads((folder / "diffedit_lab.json").read_text())
     best = {k: written.pop(k) for k in ("mask_strength", "clamp_ratio", "threshold", "fill_holes", "guidance", "strength")}
     assert written == {"n": 2, "steps": 7}  # the others are kept

@@ -1,6 +1,6 @@
 """Choose the DiffEdit settings recorded with the toy model (``diffedit_lab.json``).
 
-    python -m diffedit_lab.toy.tune [--model DIR] [--edits 24] [--steps 25] [--write]
+    python -m diffedit_lab.toy.tune [--model DIR] [--edits 24] [--mask-edits 48] [--steps 25] [--write]
 
 Two stages, both on *validation* edits (seeds from ``VALIDATION_SEED``: disjoint from training,
 < 10 000 000, and from the held-out seeds of :mod:`diffedit_lab.toy.quality`):
@@ -41,8 +41,8 @@ from .quality import alternating_edits
 from .world import Edit
 
 VALIDATION_SEED = 500_000_000
-MASK_GRID = dict(mask_strength=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(3.0, 4.0, 5.0, 6.0),
-                 threshold=(0.5, 0.6, 0.7, 0.8, 0.9), fill_holes=(False, True))
+MASK_GRID = dict(mask_strength=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0),
+                 threshold=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), fill_holes=(False, True))
 EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), strength=(0.6, 0.8, 0.9))
 PAPER_MASK = dict(mask_strength=0.5, clamp_ratio=3.0, threshold=0.5, fill_holes=False)
 
@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m diffedit_lab.toy.tune", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None)
-    p.add_argument("--edits", type=int, default=24)
+    p.add_argument("--edits", type=int, default=24, help="validation edits of stage 2 (the edit grid)")
+    p.add_argument("--mask-edits", type=int, default=48, help="validation edits of stage 1 (the mask grid; cheap)")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--write", action="store_true", help="record the best settings in the model's diffedit_lab.json")
@@ -110,14 +111,14 @@ def main(argv: list[str] | None = None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     c = load_components(a.model, device="cpu")
-    edits = validation_edits(a.edits)
-    masks = mask_ious(c, edits, **resolve_settings(c, guidance=None, n=None))
+    edits = validation_edits(max(a.edits, a.mask_edits))
+    masks = mask_ious(c, edits[:a.mask_edits], **resolve_settings(c, guidance=None, n=None))
     print(f"{'s':>5} {'κ':>5} {'τ':>5} {'fill':>5} {'IoU':>6}")
     for r in masks[:10]:
         print(f"{r['mask_strength']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {str(r['fill_holes']):>5} "
               f"{r['mask_iou']:6.3f}")
     best_mask = {k: masks[0][k] for k in MASK_GRID}
-    rows = edit_scores(c, edits, a.steps, [best_mask] + ([PAPER_MASK] if best_mask != PAPER_MASK else []))
+    rows = edit_scores(c, edits[:a.edits], a.steps, [best_mask] + ([PAPER_MASK] if best_mask != PAPER_MASK else []))
     print(f"\n{'s':>5} {'κ':>5} {'τ':>5} {'w':>5} {'r':>5} {'success':>8} {'kept':>6} {'IoU':>6} {'bg PSNR':>8}")
     for r in rows:
         print(f"{r['mask_strength']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['guidance']:5.1f} "
