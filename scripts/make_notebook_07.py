@@ -26,48 +26,49 @@ DISCUSSION = """
 
 Read with the error bars in mind: with 100 edits a success rate has a standard error of about 4–5
 points, so differences under ~10 points are noise. The run used 10 DDIM steps (the paper: 50),
-the model's recorded guidance $w = 3$ and its calibrated mask ($s = 0.8$, $\\kappa = 4$, $\\tau = 0.7$).
+the model's recorded guidance $w = 3$ and its calibrated mask ($s = 0.8$, $\\kappa = 3$, $\\tau = 0.95$,
+holes filled; IoU scored on the mask at 64×64).
 
 **What holds**
 
 * **The mask is what keeps the rest** — the paper's main claim. DiffEdit keeps the background
-  at 33.5–33.8 dB at every $r$, within 0.4 dB of the VAE round trip (33.9 dB), and the other
-  object in 99 % of the edits. SDEdit falls from 32.9 to 22.0 dB as $r$ grows (the other object
-  kept in 83 % at $r = 0.9$), encode–decode from 33.4 to 31.3 dB.
-* **DiffEdit's curve lies to the right of both baselines.** At $r = 0.9$ it makes 87 % of the
-  edits at 33.5 dB; SDEdit's best success (88 %, $r = 0.8$) costs it 25.8 dB, encode–decode's
-  (90 %, $r = 0.9$) 31.3 dB.
+  at 33.6–33.8 dB at every $r$, within 0.3 dB of the VAE round trip (33.9 dB), and the other
+  object in 99 % of the edits. SDEdit falls from 32.9 to 22.1 dB as $r$ grows (the other object
+  kept in 85 % at $r = 0.9$), encode–decode from 33.4 to 32.2 dB.
+* **DiffEdit's curve lies to the right of both baselines.** At $r = 0.9$ it makes 89 % of the
+  edits at 33.6 dB; SDEdit's best success (92 %, $r = 0.8$) costs it 25.9 dB, encode–decode's
+  (90 %, $r = 0.9$) 32.2 dB.
 * **Encoding beats noising**: encode–decode keeps more background than SDEdit at every $r$, and
-  at $r = 0.9$ it also edits more (90 % against 80 %): noising to 0.9 loses the layout.
-* **A caption as reference beats the empty text**: mask IoU 0.54 against 0.45, success 78 %
-  against 69 %.
-* **Averaging draws sharpens the mask, and $n = 10$ is enough**: IoU 0.46 with one draw, 0.54
-  with 10, 0.55 with 20; the success does not move (74–79 %).
+  at $r = 0.9$ it also edits more (90 % against 78 %): noising to 0.9 loses the layout.
+* **A caption as reference beats the empty text**: mask IoU 0.66 against 0.48, success 82 %
+  against 72 %.
+* **Averaging draws sharpens the mask, and $n = 10$ is enough**: IoU 0.51 with one draw, 0.66
+  with 10, 0.68 with 20; the success barely moves (78–82 %).
+* **The inferred mask costs no edits**: DiffEdit's success equals the true-mask oracle's at every
+  $r$ (33/52/66/82/89 % against 32/52/64/80/87 %), its mask IoU (0.66) is close to the oracle's
+  (0.68, the best a 16×16 mask can do on these small objects).
 
 **What does not hold, or looks different**
 
-* **The mask is not what limits the edit.** DiffEdit's success equals the true-mask oracle's at
-  every $r$ (41/56/69/78/87 % against 36/56/69/77/86 %), although the oracle's mask is better
-  (IoU 0.68, the best a 16×16 mask can do on these small objects, against 0.54). What limits the
-  edit is how far the encoding goes: success grows with $r$ for every method, and colour changes
-  are the hard part — at $r = 0.8$ DiffEdit makes 96 % of the shape changes but 60 % of the
-  colour changes: its DDIM encoding keeps the old colour in the latent, where SDEdit's noise
-  washes it out (84 % of the colour changes, at 25.8 dB).
-* **Threshold 0.5 is not the best here.** With this model's maps, IoU rises with $\\tau$: 0.33 at
-  0.25, 0.48 at 0.5, 0.54 at 0.7 (the calibrated value) and 0.75, and the kept background with it,
-  while the success stays within noise (81 → 77 %). The paper found 0.75 too small on real
+* **What limits the edit is how far the encoding goes**, not the mask: success grows with $r$ for
+  every method, and colour changes are the hard part — at $r = 0.8$ DiffEdit makes 96 % of the
+  shape changes but 68 % of the colour changes: its DDIM encoding keeps the old colour in the
+  latent, where SDEdit's noise washes it out (94 % of the colour changes, at 26.1 dB).
+* **Threshold 0.5 is not the best here.** With this model's maps, IoU rises with $\\tau$: 0.27 at
+  0.25, 0.42 at 0.5, 0.57 at 0.75, 0.66 at 0.95 (the calibrated value), and the kept background
+  with it, while the success stays within noise (82–83 %). The paper found 0.75 too small on real
   images; on 16×16 latents the difference spreads into the cells around the object, so a higher
   cut fits better. $\\tau = 0.25$ is too large, as the paper says.
-* **Unguided encoding is better, but not beyond noise here**: 78 % of the edits against 70 % when
+* **Unguided encoding is better, but not beyond noise here**: 82 % of the edits against 71 % when
   the encoding is conditioned on the caption with $w = 7.5$ (diffusers' `invert` default) — the
-  direction the paper reports, within two standard errors of the difference (12 points).
+  direction the paper reports, just inside two standard errors of the difference (12 points).
 
-**diffusers' pipeline as is** keeps a little less background at every $r$ (32.6–33.7 dB against
-33.5–33.8, the other object in 97–99 %) and makes far fewer edits: 24–54 % against 41–87 %,
-falling beyond $r = 0.7$. Its guided
-encoding accounts for part of it (our ablation: 70 % against 78 % at $r = 0.8$), its mask
-thresholded at its fixed 0.5 for part (IoU 0.49 against 0.54); the rest is its blend, one step too
-noisy (docs/differences.md).
+**diffusers' pipeline as is** keeps the background about as well (33.0–33.8 dB against 33.6–33.8,
+the other object in 100 %) but makes far fewer edits: 32–66 % against 33–89 %, flat beyond
+$r = 0.7$. Its guided encoding accounts for part of it (our ablation: 71 % against 82 % at
+$r = 0.8$), its blend, one step too noisy (docs/differences.md), for the rest; its mask, thresholded
+at its fixed 0.5 without hole filling, is coarser (IoU 0.42 against 0.66) but the oracle row shows
+the mask is not what limits the edits.
 
 **Not tested here**: the guidance needed ($w \\ge 3$ in the paper; we use the model's 3), inserting
 new objects (our edits replace one), and the ImageNet/COCO measures (FID, LPIPS, CLIPScore).

@@ -40,7 +40,8 @@ torch thread each (``--workers``): on a shared 2-core machine two torch threads 
 spin against other work and run ~17× slower (measured), one thread per process does not.
 
 Full run (100 edits, 10 DDIM steps, 63 100 UNet rows with the embedded model's settings):
-754 s (12.6 minutes) wall with 2 worker processes on the project's 2-core CPU, nothing else running.
+754 s (12.6 minutes) wall with 2 worker processes on the project's 2-core CPU, nothing else running
+(1 121 s in a later run with a `toy.quality` job sharing the cores).
 
 Writes ``results.json`` (every figure, with standard errors, per kind of edit, the settings and
 the checks), ``table.md`` (the README's table), ``tradeoff.png``/``ablations.png`` and
