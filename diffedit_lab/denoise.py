@@ -35,7 +35,7 @@ from .inversion import Inversion
 from .latents import encode, encode_prompt, is_latents, make_generator
 from .mask import MaskResult
 from .models import Components, fresh_schedulers
-from .sampling import denoising_timesteps, guided_noise, progress_bar
+from .sampling import denoising_timesteps, guided_noise, progress_bar, unet_caller
 
 
 @dataclass
@@ -104,9 +104,9 @@ def _denoise_loop(
     ``cond``: (1 or B, L, D) embeddings of ``Q``; ``uncond``: (1, L, D) of the negative text or
     ``None`` (no guidance).
     """
-    trajectory = [z]
+    trajectory, unet = [z], unet_caller(c)
     for i, t in enumerate(progress_bar(timesteps, progress, desc)):
-        eps = guided_noise(c, z, t, cond, uncond, guidance)
+        eps = guided_noise(c, z, t, cond, uncond, guidance, unet=unet)
         z = scheduler.step(eps, t, z).prev_sample
         if blend is not None:
             z = blend(i, z)

@@ -34,7 +34,7 @@ import torch
 from .checks import check_count, check_guidance, check_prompt, check_strength
 from .latents import encode, encode_prompt, is_latents
 from .models import Components, fresh_schedulers
-from .sampling import guided_noise, inversion_timesteps, progress_bar
+from .sampling import guided_noise, inversion_timesteps, progress_bar, unet_caller
 
 
 @dataclass
@@ -101,9 +101,9 @@ def ddim_invert(
     uncond = encode_prompt(c, negative_prompt) if guidance > 1 else None
     _, inverse = fresh_schedulers(c)
     timesteps = inversion_timesteps(inverse, steps, strength)
-    trajectory = [z]
+    trajectory, unet = [z], unet_caller(c)
     for t in progress_bar(timesteps, progress, "DDIM inversion"):
-        eps = guided_noise(c, z, t, cond, uncond, guidance)
+        eps = guided_noise(c, z, t, cond, uncond, guidance, unet=unet)
         z = inverse.step(eps, t, z).prev_sample
         trajectory.append(z)
     return Inversion(

@@ -51,7 +51,9 @@ class Components:
 
     ``dtype`` is the UNet's and the text encoder's dtype; the VAE may be float32 (see the
     module docstring). ``defaults`` holds the model's recommended DiffEdit settings (from
-    ``diffedit_lab.json``), ``{}`` if it has none.
+    ``diffedit_lab.json``), ``{}`` if it has none. ``fast_unet``: call the UNet through
+    :func:`~diffedit_lab.fast_unet.unet_forward` (bit-identical, less overhead) where it can;
+    ``False`` always uses diffusers' own forward.
     """
 
     vae: Any
@@ -64,6 +66,7 @@ class Components:
     dtype: torch.dtype
     defaults: dict = field(default_factory=dict)
     name: str = ""
+    fast_unet: bool = True
 
     @property
     def vae_scale_factor(self) -> int:

@@ -18,8 +18,12 @@ Latents stay float32; only the UNet call runs in ``Components.dtype``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
+from . import fast_unet
 from .models import Components
 
 
@@ -48,10 +52,28 @@ def inversion_timesteps(inverse_scheduler, steps: int, strength: float) -> torch
     return inverse_scheduler.timesteps[:k]
 
 
+UNetCall = Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor]
+
+
+def unet_caller(c: Components) -> UNetCall:
+    """``ε_θ`` as a function ``(z_t, t, embeddings) ↦`` float32 prediction, for one loop of calls.
+
+    Through :func:`~diffedit_lab.fast_unet.unet_forward` (the same numbers, less overhead) when
+    ``c.fast_unet`` and the UNet allows it *now* (checked once here, not on every call), else
+    through diffusers' ``UNet2DConditionModel``. The UNet runs in ``c.dtype``."""
+    fast = c.fast_unet and fast_unet.usable(c.unet)
+
+    def eps(latents: torch.Tensor, t, embeddings: torch.Tensor) -> torch.Tensor:
+        z, emb = latents.to(c.device, c.dtype), embeddings.to(c.device, c.dtype)
+        out = fast_unet.unet_forward(c.unet, z, t, emb) if fast else c.unet(z, t, encoder_hidden_states=emb).sample
+        return out.float()
+
+    return eps
+
+
 def unet_output(c: Components, latents: torch.Tensor, t, embeddings: torch.Tensor) -> torch.Tensor:
-    """One UNet call ``ε_θ(z_t, t, c)`` on a batch, in ``c.dtype``, returned as float32."""
-    out = c.unet(latents.to(c.device, c.dtype), t, encoder_hidden_states=embeddings.to(c.device, c.dtype)).sample
-    return out.float()
+    """One UNet call ``ε_θ(z_t, t, c)`` on a batch (see :func:`unet_caller`)."""
+    return unet_caller(c)(latents, t, embeddings)
 
 
 def guided_noise(
@@ -61,17 +83,21 @@ def guided_noise(
     cond: torch.Tensor,
     uncond: torch.Tensor | None,
     guidance: float,
+    *,
+    unet: UNetCall | None = None,
 ) -> torch.Tensor:
     """``ε̂ = ε(∅) + w·(ε(c) − ε(∅))`` for a batch of latents; ``ε(c)`` alone if ``w ≤ 1``.
 
     ``cond``/``uncond``: (1, L, D) embeddings broadcast over the batch; both branches run in
-    one UNet call on ``[z_t, z_t]`` with ``[∅, c]`` (as diffusers).
+    one UNet call on ``[z_t, z_t]`` with ``[∅, c]`` (as diffusers). ``unet``: a
+    :func:`unet_caller` of ``c`` made once for a loop (default: a new one).
     """
+    unet = unet or unet_caller(c)
     b = latents.shape[0]
     if guidance <= 1.0 or uncond is None:
-        return unet_output(c, latents, t, cond.expand(b, -1, -1))
+        return unet(latents, t, cond.expand(b, -1, -1))
     emb = torch.cat([uncond.expand(b, -1, -1), cond.expand(b, -1, -1)])
-    eps_uncond, eps_cond = unet_output(c, torch.cat([latents, latents]), t, emb).chunk(2)
+    eps_uncond, eps_cond = unet(torch.cat([latents, latents]), t, emb).chunk(2)
     return eps_uncond + guidance * (eps_cond - eps_uncond)
 
 

@@ -67,7 +67,7 @@ from ..latents import decode, encode, encode_prompt, make_generator
 from ..mask import noised_draws, normalize_and_threshold, upsample_and_threshold
 from ..metrics import upsample_mask
 from ..models import fresh_schedulers
-from ..sampling import denoising_timesteps, guided_noise, inversion_timesteps, strength_steps, unet_output
+from ..sampling import denoising_timesteps, guided_noise, inversion_timesteps, strength_steps, unet_caller, unet_output
 from ..toy.quality import PSNR_CAP, format_value, held_out_edits, mean_of, score_edit, vae_ceiling
 from ..toy.world import Edit
 
@@ -146,10 +146,10 @@ def rows_per_step(batch: int, guidance: float) -> int:
 def ddim_loop(c, z, timesteps, scheduler, cond, uncond, guidance: float, blend=None, tick=None) -> list:
     """``z ← step(ε̂(z, t, cond_i), t, z)`` over ``timesteps`` for a batch whose item ``i`` has its
     own embedding ``cond[i]`` (B, L, D); ``blend(i, z)`` after step ``i``. Returns every latent."""
-    out = [z]
+    out, unet = [z], unet_caller(c)
     uncond = uncond if guidance > 1 else None
     for i, t in enumerate(timesteps):
-        eps = guided_noise(c, z, t, cond, uncond, guidance)
+        eps = guided_noise(c, z, t, cond, uncond, guidance, unet=unet)
         z = scheduler.step(eps, t, z).prev_sample
         if blend is not None:
             z = blend(i, z)

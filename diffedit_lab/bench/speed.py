@@ -186,16 +186,35 @@ def diffusers_blend(inversion):
 
 
 class ForwardClock:
-    """CPU time spent inside the forward passes of some networks, and the UNet's calls and rows."""
+    """CPU time spent inside the forward passes of some networks, and the UNet's calls and rows.
 
-    def __init__(self, networks: dict):
+    Forward hooks time the modules; with ``fast_unet``, the UNet is timed by wrapping
+    :func:`diffedit_lab.fast_unet.unet_forward` instead (a hook on the UNet would switch
+    ``diffedit_lab`` back to diffusers' forward, see :func:`diffedit_lab.fast_unet.usable`)."""
+
+    def __init__(self, networks: dict, *, fast_unet: bool = False):
+        from .. import fast_unet as module
+
         self.seconds = 0.0
         self.unet_calls = self.unet_rows = 0
         self._start: dict = {}
         self._handles = []
-        for name, module in networks.items():
-            self._handles.append(module.register_forward_pre_hook(self._pre(name)))
-            self._handles.append(module.register_forward_hook(self._post(name)))
+        self._restore = None
+        for name, module_ in networks.items():
+            if name == "unet" and fast_unet:
+                original = module.unet_forward
+
+                def timed_forward(unet, sample, *args, _original=original):
+                    self._pre("unet")(unet, (sample,))
+                    out = _original(unet, sample, *args)
+                    self._post("unet")(unet, (sample,), out)
+                    return out
+
+                module.unet_forward = timed_forward
+                self._restore = lambda: setattr(module, "unet_forward", original)
+                continue
+            self._handles.append(module_.register_forward_pre_hook(self._pre(name)))
+            self._handles.append(module_.register_forward_hook(self._post(name)))
 
     def _pre(self, name):
         def hook(module, args):
@@ -219,6 +238,8 @@ class ForwardClock:
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
+        if self._restore is not None:
+            self._restore()
 
 
 def networks(vae, unet, text_encoder) -> dict:
@@ -383,6 +404,8 @@ def rethreshold(label: str, c, pipe, image, s: Settings, a: argparse.Namespace) 
 
 def overhead(label: str, c, pipe, image, s: Settings) -> dict:
     """(e): time outside the networks' forward passes, one hooked run per side and scenario."""
+    from ..fast_unet import usable
+
     runs = {
         "diffusers_a": (networks(pipe.vae, pipe.unet, pipe.text_encoder),
                         lambda: diffusers_edit(pipe, image, SOURCE, TARGETS[0], s)),
@@ -391,7 +414,7 @@ def overhead(label: str, c, pipe, image, s: Settings) -> dict:
     }
     out = {}
     for name, (nets, fn) in runs.items():
-        clock = ForwardClock(nets)
+        clock = ForwardClock(nets, fast_unet=name.startswith("ours") and c.fast_unet and usable(c.unet))
         try:
             dt, _ = timed(fn)
         finally:

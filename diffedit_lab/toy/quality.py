@@ -127,9 +127,9 @@ def generate(c, captions: list[str], *, steps: int, guidance: float, seed: int, 
 
     from ..latents import decode, encode_prompt
     from ..models import fresh_schedulers
-    from ..sampling import guided_noise
+    from ..sampling import guided_noise, unet_caller
 
-    uncond = encode_prompt(c, "")
+    uncond, unet = encode_prompt(c, ""), unet_caller(c)
     h = w = SIZE // c.vae_scale_factor
     out = []
     batches = range(0, len(captions), batch_size)
@@ -142,7 +142,7 @@ def generate(c, captions: list[str], *, steps: int, guidance: float, seed: int, 
         z = torch.randn((len(texts), c.latent_channels, h, w), generator=g).to(c.device)
         z = z * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
-            eps = guided_noise(c, z, t, cond, uncond, guidance)
+            eps = guided_noise(c, z, t, cond, uncond, guidance, unet=unet)
             z = scheduler.step(eps, t, z).prev_sample
         out.append(np.round(decode(c, z, output_type="np") * 255).astype(np.uint8))
     return np.concatenate(out)
