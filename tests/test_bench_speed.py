@@ -27,18 +27,38 @@ def test_quick_speed_bench_reports_every_scenario(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["environment"]["threads"] == 1 and list(report["models"]) == ["tiny"]
     scenarios = report["models"]["tiny"]["scenarios"]
-    assert set(scenarios) == {"a", "b", "c", "d", "e"}
-    for key in "abcd":
+    assert set(scenarios) == {"a", "a_eager", "b", "c", "d", "e"}
+    assert report["models"]["tiny"]["fast_unet"]  # the tiny model takes the lean UNet forward
+    for key in ("a", "a_eager", "b", "c", "d"):
         assert scenarios[key]["diffusers"] > 0 and scenarios[key]["ours"] > 0 and scenarios[key]["ratio"] > 0
     assert scenarios["d"]["model_calls"] == 0 and scenarios["d"]["ours_64"] > 0
     assert scenarios["a"]["identical"]["holds"], scenarios["a"]["identical"]
     runs = scenarios["e"]["runs"]
+    assert runs["ours_a"]["unet_calls"] > 0 and runs["ours_b"]["unet_calls"] > 0  # timed through fast_unet
     assert runs["ours_a"]["unet_rows"] < runs["diffusers_a"]["unet_rows"]  # 3n mask rows instead of 4n
     assert runs["ours_b"]["unet_rows"] < runs["ours_a"]["unet_rows"]  # unguided inversion
     assert all(0 <= r["overhead"] < 1 for r in runs.values())
     for line in ("(a) one edit, identical settings", "(c) five targets, one image", "(a) identical: 0 of"):
         assert line in printed.out
     assert "round 1/1" in printed.err  # progress
+
+
+def test_identical_settings_use_diffusers_threshold_whatever_the_model_records(tiny_model_dir):
+    """generate_mask always cuts at 0.5: scenario (a) must too, even for a model whose recorded τ differs."""
+    import numpy as np
+    from PIL import Image
+
+    from diffedit_lab import load_components
+    from diffedit_lab.bench import speed
+
+    c = load_components(tiny_model_dir, device="cpu", dtype=torch.float32)
+    s = speed.Settings(n=2, mask_strength=0.5, clamp_ratio=1.5, threshold=0.95, strength=0.5, steps=4, guidance=7.5)
+    image = Image.fromarray(speed.scene(32))
+    with speed._quiet():
+        theirs = speed.diffusers_mask(speed.diffusers_pipeline(tiny_model_dir), image, speed.SOURCE, speed.TARGETS[0], s)
+        mask, _, _ = speed.ours_identical(c, image, speed.SOURCE, speed.TARGETS[0], s)
+    assert 0 < float(mask.mask.mean()) < 1  # τ 0.95 would cut elsewhere than 0.5 on this map
+    assert np.array_equal(mask.mask[0].numpy(), np.asarray(theirs[0], dtype=np.float32))
 
 
 def test_bench_lists_its_commands_and_explains_unknown_ones(capsys):
