@@ -4,7 +4,7 @@
 
 DiffEdit calls ``ε_θ`` 150–220 times per edit, on small batches (one or two rows per DDIM step).
 At that size a call of diffusers' ``UNet2DConditionModel`` is not all arithmetic: on a CPU,
-profiling the embedded model shows about a fifth of a one-row call spent in Python around the
+profiling the embedded model shows 15–20 % of a one-row call spent in Python around the
 kernels — ``nn.Module.__call__`` for ~300 sub-modules, keyword plumbing, deprecation checks, and
 ``inspect.signature`` of the attention processor on every attention call.
 
@@ -13,9 +13,9 @@ order on the same tensors**, so its output is bit-for-bit diffusers' (``tests/te
 checks ``torch.equal`` on several configurations). It covers the Stable Diffusion 1.x/2.x family
 (the blocks ``CrossAttnDownBlock2D``/``DownBlock2D``/``UNetMidBlock2DCrossAttn``/``CrossAttnUpBlock2D``/
 ``UpBlock2D``, ``ResnetBlock2D``, ``Transformer2DModel`` with ``BasicTransformerBlock`` and diffusers'
-default ``AttnProcessor2_0``); :func:`supports` says whether a UNet is of that family, and
-:func:`~diffedit_lab.sampling.unet_output` falls back to diffusers' own forward for anything else,
-for a model in training mode, and for a UNet with hooks (LoRA, offloading, a profiler's).
+default ``AttnProcessor2_0``). :func:`usable` says whether a UNet is of that family, in eval mode
+and without hooks; :func:`~diffedit_lab.sampling.unet_caller` asks it once per loop of UNet calls
+and otherwise uses diffusers' own forward (another UNet, training, LoRA, offloading, a profiler).
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ _LEAVES = (nn.Linear, nn.GroupNorm, nn.LayerNorm, nn.SiLU, nn.Dropout, nn.Identi
 
 
 def unet_forward(unet, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
-    """``unet(sample, timestep, encoder_hidden_states=…).sample`` for a UNet :func:`supports`."""
+    """``unet(sample, timestep, encoder_hidden_states=…).sample``, bit for bit, for a UNet that is
+    :func:`usable`."""
     emb = _time_embedding(unet, sample, timestep)
     ctx = encoder_hidden_states
     upsample_size = None
@@ -218,9 +219,13 @@ def _feed_forward(ff, x: torch.Tensor) -> torch.Tensor:
 
 def _upsample(up, x: torch.Tensor, size) -> torch.Tensor:
     """Nearest ×2 (or to ``size``), then a 3×3 convolution (``Upsample2D``)."""
-    if x.shape[0] >= 64:
-        x = x.contiguous()
-    x = F.interpolate(x, scale_factor=2.0, mode="nearest") if size is None else F.interpolate(x, size=size, mode="nearest")
+    scale = 2 if size is None else max(f / s for f, s in zip(size, x.shape[-2:]))
+    if x.shape[0] >= 64 or x.numel() * scale > 2**31:
+        x = x.contiguous()  # diffusers' guards for large tensors, kept so that the layout is the same
+    if size is None:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    else:
+        x = F.interpolate(x, size=size, mode="nearest")
     return _conv(up.conv, x)
 
 
