@@ -198,28 +198,31 @@ class ForwardClock:
     ``diffedit_lab`` back to diffusers' forward, see :func:`diffedit_lab.fast_unet.usable`)."""
 
     def __init__(self, networks: dict, *, fast_unet: bool = False):
-        from .. import fast_unet as module
-
         self.seconds = 0.0
         self.unet_calls = self.unet_rows = 0
         self._start: dict = {}
         self._handles = []
         self._restore = None
-        for name, module_ in networks.items():
+        for name, net in networks.items():
             if name == "unet" and fast_unet:
-                original = module.unet_forward
+                self._wrap_fast_unet()
+            else:
+                self._handles.append(net.register_forward_pre_hook(self._pre(name)))
+                self._handles.append(net.register_forward_hook(self._post(name)))
 
-                def timed_forward(unet, sample, *args, _original=original):
-                    self._pre("unet")(unet, (sample,))
-                    out = _original(unet, sample, *args)
-                    self._post("unet")(unet, (sample,), out)
-                    return out
+    def _wrap_fast_unet(self) -> None:
+        from .. import fast_unet
 
-                module.unet_forward = timed_forward
-                self._restore = lambda: setattr(module, "unet_forward", original)
-                continue
-            self._handles.append(module_.register_forward_pre_hook(self._pre(name)))
-            self._handles.append(module_.register_forward_hook(self._post(name)))
+        original, pre, post = fast_unet.unet_forward, self._pre("unet"), self._post("unet")
+
+        def timed_forward(unet, sample, *args):
+            pre(unet, (sample,))
+            out = original(unet, sample, *args)
+            post(unet, (sample,), out)
+            return out
+
+        fast_unet.unet_forward = timed_forward
+        self._restore = lambda: setattr(fast_unet, "unet_forward", original)
 
     def _pre(self, name):
         def hook(module, args):
