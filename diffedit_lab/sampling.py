@@ -55,13 +55,18 @@ def inversion_timesteps(inverse_scheduler, steps: int, strength: float) -> torch
 UNetCall = Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor]
 
 
+def takes_fast_unet(c: Components) -> bool:
+    """Whether UNet calls of ``c`` go through :func:`~diffedit_lab.fast_unet.unet_forward` now."""
+    return c.fast_unet and fast_unet.usable(c.unet)
+
+
 def unet_caller(c: Components) -> UNetCall:
     """``ε_θ`` as a function ``(z_t, t, embeddings) ↦`` float32 prediction, for one loop of calls.
 
     Through :func:`~diffedit_lab.fast_unet.unet_forward` (the same numbers, less overhead) when
     ``c.fast_unet`` and the UNet allows it *now* (checked once here, not on every call), else
     through diffusers' ``UNet2DConditionModel``. The UNet runs in ``c.dtype``."""
-    fast = c.fast_unet and fast_unet.usable(c.unet)
+    fast = takes_fast_unet(c)
 
     def eps(latents: torch.Tensor, t, embeddings: torch.Tensor) -> torch.Tensor:
         z, emb = latents.to(c.device, c.dtype), embeddings.to(c.device, c.dtype)

@@ -294,7 +294,7 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
     from PIL import Image
 
     from .. import load_components
-    from ..fast_unet import usable
+    from ..sampling import takes_fast_unet
 
     c = load_components(folder, device="cpu", dtype=torch.float32)
     eager = dataclasses.replace(c, fast_unet=False)  # the same networks through diffusers' UNet forward
@@ -324,7 +324,7 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
             log(f"[{label}] {tag}: {key[0]:<9} ({key[1]}) {dt.cpu:7.3f} s CPU, {dt.wall:7.3f} s wall")
     result = {
         "folder": str(folder),
-        "fast_unet": bool(c.fast_unet and usable(c.unet)),
+        "fast_unet": takes_fast_unet(c),
         "image_size": list(image.size),
         "settings": dataclasses.asdict(s),
         "times_s": {f"{side}_{sc}": [dataclasses.asdict(t) for t in v] for (side, sc), v in times.items()},
@@ -417,7 +417,7 @@ def rethreshold(label: str, c, pipe, image, s: Settings, a: argparse.Namespace) 
 
 def overhead(label: str, c, pipe, image, s: Settings) -> dict:
     """(e): time outside the networks' forward passes, one hooked run per side and scenario."""
-    from ..fast_unet import usable
+    from ..sampling import takes_fast_unet
 
     runs = {
         "diffusers_a": (networks(pipe.vae, pipe.unet, pipe.text_encoder),
@@ -427,7 +427,7 @@ def overhead(label: str, c, pipe, image, s: Settings) -> dict:
     }
     out = {}
     for name, (nets, fn) in runs.items():
-        clock = ForwardClock(nets, fast_unet=name.startswith("ours") and c.fast_unet and usable(c.unet))
+        clock = ForwardClock(nets, fast_unet=name.startswith("ours") and takes_fast_unet(c))
         try:
             dt, _ = timed(fn)
         finally:
