@@ -77,9 +77,83 @@ def check_mask_shape(mask: torch.Tensor, latents: torch.Tensor) -> None:
 def warn_if_empty_mask(mask: torch.Tensor) -> None:
     """An all-zero mask keeps the whole input: the edit would change nothing."""
     if not bool((mask > 0).any()):
-        warnings.warn(
+        warn(
             "`mask` is all zeros: nothing will be edited (the result is the input). "
-            "Lower `threshold`/`clamp_ratio` of the mask, or check the source/target prompts.",
-            UserWarning,
-            stacklevel=3,
+            "Lower `threshold`/`clamp_ratio` of the mask, or check the source/target prompts."
         )
+
+
+SEED_LIMIT = 2**64
+"""Seeds are integers in ``[0, 2**64)`` (what ``torch.Generator.manual_seed`` keeps)."""
+
+
+def check_seed(name: str, value):
+    """A random seed: ``None`` (draw from torch's global generator) or an integer in ``[0, 2**64)``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (0 <= value < SEED_LIMIT):
+        raise ValueError(f"`{name}` must be None or an integer in [0, 2**64), got {value!r}.")
+    return int(value)
+
+
+def check_flag(name: str, value) -> bool:
+    """A yes/no setting: ``True``/``False`` (or 0/1), nothing else (``"no"`` would be true)."""
+    if isinstance(value, (bool, numbers.Integral)) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+
+
+def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
+    """A tensor without NaN or ±inf."""
+    if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise ValueError(f"`{name}` has {bad} NaN or infinite value(s) of {value.numel()}: pass finite numbers.")
+    return value
+
+
+IMAGE_TENSOR_SLACK = 0.5
+"""Image tensors are in [-1, 1]; values up to this far outside (a VAE's overshoot) are clamped,
+values further out mean another range (e.g. [0, 255]) and are refused."""
+
+
+def check_image_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
+    """An image tensor in [-1, 1] (``decode(…, output_type="pt")``'s range): finite, and within
+    ``IMAGE_TENSOR_SLACK`` of the range (then clamped to it); else a ``ValueError``."""
+    check_finite(name, value)
+    if value.numel():
+        low, high = float(value.min()), float(value.max())
+        if low < -1 - IMAGE_TENSOR_SLACK or high > 1 + IMAGE_TENSOR_SLACK:
+            raise ValueError(
+                f"`{name}`: an image tensor must be in [-1, 1], got values in [{low:.4g}, {high:.4g}]. "
+                "From pixels in [0, 255] use x / 127.5 - 1; from [0, 1] use 2 * x - 1."
+            )
+    return value.clamp(-1, 1)
+
+
+def check_mask_values(name: str, mask: torch.Tensor) -> torch.Tensor:
+    """A (soft) mask: finite values in [0, 1]."""
+    check_finite(name, mask)
+    if mask.numel() and (mask.min() < 0 or mask.max() > 1):
+        raise ValueError(f"`{name}` values must be in [0, 1].")
+    return mask
+
+
+_PACKAGE_DIR = __file__.rsplit("/", 1)[0].rsplit("\\", 1)[0]
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside diffedit_lab and
+    torch (whose ``inference_mode`` decorators add frames): the user's line, not ours."""
+    import os
+    import sys
+
+    skip = (_PACKAGE_DIR + os.sep, os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.__file__) + os.sep + "contextlib")
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn(message: str) -> None:
+    """A ``UserWarning`` that points at the caller's line (see :func:`caller_stacklevel`)."""
+    warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checks import check_count, check_guidance, check_mask_shape, check_prompt, check_strength, warn_if_empty_mask
-from .inversion import Inversion
+from .checks import (check_count, check_guidance, check_mask_shape, check_mask_values, check_prompt, check_strength,
+                     warn_if_empty_mask)
+from .inversion import Inversion, check_inversion
 from .latents import encode, encode_prompt, is_latents, make_generator
 from .mask import MaskResult
 from .models import Components, fresh_schedulers
@@ -68,8 +69,7 @@ def as_latent_mask(c: Components, mask, latents: torch.Tensor) -> torch.Tensor:
     if m is None or m.shape[1] != 1:
         raise ValueError(f"`mask` must have shape (h, w), (B, h, w) or (B, 1, h, w), got {tuple(mask.shape)}.")
     check_mask_shape(m, latents)
-    if m.numel() and (m.min() < 0 or m.max() > 1):
-        raise ValueError("`mask` values must be in [0, 1].")
+    check_mask_values("mask", m)  # finite, in [0, 1]
     return m.to(latents.device)
 
 
@@ -142,6 +142,7 @@ def masked_denoise(
     """
     check_prompt("prompt", prompt)
     guidance = check_guidance("guidance", guidance)
+    check_inversion(c, inversion)
     m = as_latent_mask(c, mask, inversion.latents)
     warn_if_empty_mask(m)
     cond, uncond = _embeddings(c, prompt, negative_prompt, guidance)
@@ -169,6 +170,7 @@ def masked_denoise_many(
         raise ValueError(f"`masks` and `prompts` must be non-empty lists of the same length, got {len(masks)} "
                          f"and {len(prompts)}.")
     guidance = check_guidance("guidance", guidance)
+    check_inversion(c, inversion)
     batch = inversion.latents.shape[0]
     parts = []
     for mask, prompt in zip(masks, prompts):

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from .checks import check_count, check_guidance, check_positive, check_prompt, check_strength, check_threshold
+from .checks import (check_count, check_finite, check_flag, check_guidance, check_positive, check_prompt, check_seed,
+                     check_strength, check_threshold)
+from .inputs import check_text
 from .denoise import masked_denoise, masked_denoise_many
 from .inversion import Inversion, ddim_invert
 from .latents import decode, encode, encode_prompt, is_latents, make_generator
@@ -47,9 +49,7 @@ def check_settings(s: dict) -> dict:
         s[name] = check_guidance(name, s[name])
     s["clamp_ratio"] = check_positive("clamp_ratio", s["clamp_ratio"])
     s["threshold"] = check_threshold("threshold", s["threshold"])
-    if not isinstance(s["fill_holes"], (bool, int)) or s["fill_holes"] not in (0, 1):
-        raise ValueError(f"fill_holes must be True or False, got {s['fill_holes']!r}")
-    s["fill_holes"] = bool(s["fill_holes"])
+    s["fill_holes"] = check_flag("fill_holes", s["fill_holes"])
     return s
 
 
@@ -129,7 +129,7 @@ class EditSession:
 
     def __init__(self, c: Components, image, *, max_cached: int = 8):
         self.c = c
-        self.z0 = image.to(c.device).float() if is_latents(c, image) else encode(c, image)
+        self.z0 = check_finite("image", image.to(c.device).float()) if is_latents(c, image) else encode(c, image)
         self.max_cached = max_cached
         self._embeddings: dict = {}
         self._draws: dict = {}
@@ -168,9 +168,10 @@ class EditSession:
         """The mask for these settings (``edit()``'s names), from the cache when possible."""
         check_prompt("source", source)
         check_prompt("target", target, required=True)
-        return self._mask(source, target, self.settings(**settings), seed)
+        check_text(self.c, "target", target, required=True, quiet=True)
+        return self._mask(source, target, self.settings(**settings), check_seed("seed", seed))
 
-    def _mask(self, source, target, s: dict, seed) -> MaskResult:
+    def _mask(self, source, target, s: dict, seed, progress: bool = False) -> MaskResult:
         draw_key = (s["n"], s["mask_strength"], s["steps"], seed)
         key = (_key(source), _key(target), s["guidance"], *draw_key)
 
@@ -184,7 +185,7 @@ class EditSession:
                 self.c, z_t, t, s["n"], self.embedding(source), self.embedding(target),
                 source_negative_prompt=empty, target_negative_prompt=empty, guidance=s["guidance"],
                 clamp_ratio=s["clamp_ratio"], threshold=s["threshold"], strength=s["mask_strength"],
-                source_predictions=cached,
+                source_predictions=cached, progress=progress,
             )
             self._cached(self._sources, source_key, lambda: source_raw)
             return raw
@@ -226,10 +227,12 @@ class EditSession:
     def _run(self, source, targets: list, inversion_prompt, seed, progress: bool, settings: dict) -> list[EditResult]:
         for target in targets:
             check_prompt("target", target, required=True)
+            check_text(self.c, "target", target, required=True, quiet=True)
         s = self.settings(**settings)
+        seed = check_seed("seed", seed)
         check_prompt("source", source)
         check_prompt("inversion_prompt", inversion_prompt)
-        masks = [self._mask(source, target, s, seed) for target in targets]
+        masks = [self._mask(source, target, s, seed, progress) for target in targets]
         inversion = self._inversion(inversion_prompt, s, progress)
         key = (self._inversion_key(inversion_prompt, s), s["guidance"], *(
             (_key(t), tuple(m.mask.shape), m.mask.cpu().numpy().tobytes()) for t, m in zip(targets, masks)))

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_count, check_guidance, check_prompt, check_strength
+from .checks import check_count, check_finite, check_guidance, check_prompt, check_strength
 from .latents import encode, encode_prompt, is_latents
-from .models import Components, fresh_schedulers
+from .models import Components, fingerprint, fresh_schedulers
 from .sampling import guided_noise, inversion_timesteps, progress_bar, unet_caller
 
 
@@ -53,6 +53,7 @@ class Inversion:
     strength: float
     prompt_embeds: torch.Tensor
     guidance: float
+    fingerprint: str = ""  # models.fingerprint of the components that made it ("" = unknown)
 
     @property
     def z0(self) -> torch.Tensor:
@@ -96,7 +97,8 @@ def ddim_invert(
     check_prompt("prompt", prompt)
     steps, strength = check_count("steps", steps), check_strength("strength", strength)
     guidance = check_guidance("guidance", guidance)
-    z = latents.to(c.device).float() if is_latents(c, latents) else encode(c, latents, seed=seed, sample=seed is not None)
+    z = (check_finite("latents", latents.to(c.device).float()) if is_latents(c, latents)
+         else encode(c, latents, seed=seed, sample=seed is not None))
     cond = encode_prompt(c, prompt)
     uncond = encode_prompt(c, negative_prompt) if guidance > 1 else None
     _, inverse = fresh_schedulers(c)
@@ -113,4 +115,17 @@ def ddim_invert(
         strength=strength,
         prompt_embeds=cond,
         guidance=guidance,
+        fingerprint=fingerprint(c),
     )
+
+
+def check_inversion(c: Components, inversion: Inversion) -> None:
+    """Refuse an :class:`Inversion` made with other components (its latents mean nothing to ``c``)."""
+    if not isinstance(inversion, Inversion):
+        raise TypeError(f"`inversion` must be an Inversion (from ddim_invert), got {type(inversion).__name__}.")
+    check_finite("inversion", inversion.trajectory)
+    if inversion.fingerprint and inversion.fingerprint != fingerprint(c):
+        raise ValueError(
+            "`inversion` was made with other components (another model, or other weights): "
+            "run ddim_invert with these components."
+        )

@@ -15,20 +15,21 @@ composited on white, L/P/CMYK… converted to RGB); a numpy ``H×W×C`` (or ``H�
 
 **Sizes.** The VAE halves the resolution ``log2(vae_scale_factor)`` times, so height and width
 must be multiples of ``vae_scale_factor`` (8 for SD). Other sizes are resized *down* to the
-multiple below (at least one factor), with Lanczos and a warning — the same rule as diffusers'
-``VaeImageProcessor``. Non-square images are fine.
+multiple below, with Lanczos and a warning — the same rule as diffusers' ``VaeImageProcessor``.
+Non-square images are fine. The whole input policy (EXIF orientation, 16-bit and float modes,
+size limits tied to the model, texts the tokenizer cannot read) is :mod:`diffedit_lab.inputs`.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .checks import check_prompt
+from .checks import check_finite, check_image_tensor, check_prompt, check_seed
+from .inputs import check_text, fit_image, fit_tensor, open_image, to_rgb
 from .models import Components
 
 
@@ -40,34 +41,23 @@ def make_generator(seed: int | None = None, generator: torch.Generator | None = 
     """
     if generator is not None:
         return generator
-    return torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    seed = check_seed("seed", seed)
+    return torch.Generator().manual_seed(seed) if seed is not None else None
 
 
 def load_image(x) -> Image.Image:
     """Any supported image (see the module docstring) as an RGB PIL image."""
     if isinstance(x, (str, Path)):
-        path = Path(x).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"`image`: no such file: {path}")
-        try:
-            with Image.open(path) as img:
-                img.load()
-                return load_image(img)
-        except (OSError, SyntaxError, ValueError) as err:
-            raise ValueError(f"`image`: cannot read {path} as an image ({err}).") from err
+        return to_rgb(open_image(x))  # size checked before decoding, EXIF orientation applied
     if isinstance(x, Image.Image):
-        if x.mode in ("RGBA", "LA", "PA") or (x.mode == "P" and "transparency" in x.info):
-            rgba = x.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(white, rgba).convert("RGB")
-        return x.convert("RGB")
+        return to_rgb(x)
     if isinstance(x, torch.Tensor):
         t = x.detach().float().cpu()
         if t.ndim == 4 and t.shape[0] == 1:
             t = t[0]
         if t.ndim != 3 or t.shape[0] not in (1, 3):
             raise ValueError(f"`image`: a tensor must be (C, H, W) or (1, C, H, W) with C = 1 or 3, got {tuple(x.shape)}.")
-        arr = ((t.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+        arr = ((check_image_tensor("image", t) + 1) / 2).permute(1, 2, 0).numpy()
         return load_image(arr)
     if isinstance(x, np.ndarray):
         arr = x
@@ -76,6 +66,10 @@ def load_image(x) -> Image.Image:
         if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
             raise ValueError(f"`image`: an array must be H×W or H×W×C with C in (1, 3, 4), got {x.shape}.")
         if arr.dtype != np.uint8:
+            if arr.dtype == bool:
+                arr = arr.astype(np.float64)
+            if arr.size and not np.isfinite(arr).all():
+                raise ValueError("`image`: the array has NaN or infinite values.")
             if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
                 raise ValueError("`image`: a float array must be in [0, 1] (or pass uint8 in [0, 255]).")
             arr = (arr.astype(np.float64) * 255).round().astype(np.uint8)
@@ -89,37 +83,22 @@ def fit_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
     return tuple(max(factor, s - s % factor) for s in size)
 
 
-def _warn_resized(size, new_size, factor: int) -> None:
-    warnings.warn(
-        f"image size {tuple(size)} (width, height) is not a multiple of the VAE factor {factor}: "
-        f"resized to {tuple(new_size)}.",
-        UserWarning,
-        stacklevel=4,
-    )
-
-
 def image_to_tensor(c: Components, image) -> torch.Tensor:
     """Images → a (B, 3, H, W) float32 tensor in [-1, 1] on ``c.device``: ``x = 2·pixels/255 − 1``.
 
     ``image``: one image or a list of images of the same size. A (B, 3, H, W) tensor is taken
-    as is (already in [-1, 1]; resized with bicubic antialiasing if its size needs it).
+    as is (it must be finite and in [-1, 1]; resized with bicubic antialiasing if its size needs
+    it). Sizes follow the model's policy (:func:`~diffedit_lab.inputs.plan_size`).
     """
     if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[1] == 3:
-        pixels = image.float().to(c.device)
-        width, height = fit_size((pixels.shape[-1], pixels.shape[-2]), c.vae_scale_factor)
-        if (height, width) != tuple(pixels.shape[-2:]):
-            _warn_resized(tuple(pixels.shape[-1:-3:-1]), (width, height), c.vae_scale_factor)
-            pixels = torch.nn.functional.interpolate(pixels, (height, width), mode="bicubic", antialias=True)
-        return pixels
+        pixels = check_image_tensor("image", image.float())
+        return fit_tensor(c, pixels).to(c.device)
     images = [load_image(i) for i in (image if isinstance(image, (list, tuple)) else [image])]
     if not images:
         raise ValueError("`image`: got an empty list.")
     if len({i.size for i in images}) > 1:
         raise ValueError(f"`image`: all images of a batch must have the same size, got {[i.size for i in images]}.")
-    size = fit_size(images[0].size, c.vae_scale_factor)
-    if size != images[0].size:
-        _warn_resized(images[0].size, size, c.vae_scale_factor)
-        images = [i.resize(size, resample=Image.LANCZOS) for i in images]
+    images = [fit_image(c, i, quiet=k > 0) for k, i in enumerate(images)]
     arr = np.stack([np.asarray(i, dtype=np.float32) / 255.0 for i in images])
     return (2.0 * torch.from_numpy(arr).permute(0, 3, 1, 2) - 1.0).to(c.device)
 
@@ -194,6 +173,7 @@ def encode_prompt(c: Components, text_or_list) -> torch.Tensor:
     check_prompt("prompt", text_or_list)
     if isinstance(text_or_list, torch.Tensor):
         emb = text_or_list if text_or_list.ndim == 3 else text_or_list[None]
-        return emb.to(c.device, c.dtype)
+        return check_finite("prompt", emb).to(c.device, c.dtype)
+    check_text(c, "text", text_or_list)  # words split into pieces or unknown, truncation
     texts = [text_or_list] if isinstance(text_or_list, str) else list(text_or_list)
     return _embed_texts(c, texts).mean(0, keepdim=True).to(c.dtype)

@@ -40,10 +40,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checks import check_count, check_guidance, check_positive, check_prompt, check_strength, check_threshold
+from .checks import (check_count, check_flag, check_guidance, check_positive, check_prompt, check_strength,
+                     check_threshold, warn)
 from .latents import encode_prompt, is_latents, latent_distribution, make_generator, scale_latents
 from .models import Components, fresh_schedulers
-from .sampling import denoising_timesteps, unet_output
+from .sampling import denoising_timesteps, progress_bar, unet_output
 
 
 @dataclass
@@ -81,7 +82,7 @@ class MaskResult:
         ``fill_holes``; no model call."""
         clamp_ratio = self.clamp_ratio if clamp_ratio is None else check_positive("clamp_ratio", clamp_ratio)
         threshold = self.threshold if threshold is None else check_threshold("threshold", threshold)
-        fill_holes = self.fill_holes if fill_holes is None else bool(fill_holes)
+        fill_holes = self.fill_holes if fill_holes is None else check_flag("fill_holes", fill_holes)
         normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold, fill_holes)
         return replace(self, normalized=normalized, mask=mask, clamp_ratio=clamp_ratio, threshold=threshold,
                        fill_holes=fill_holes)
@@ -101,12 +102,27 @@ class MaskResult:
         return Image.fromarray(arr, mode="L").resize(tuple(size or self.image_size), resample=Image.NEAREST)
 
 
+DIFFERENCE_FLOOR = 1e-4
+"""``mean(D)`` at or below this is rounding noise, not a difference: ``D̃ = 0``, the mask is
+empty and a warning says that nothing differs (identical texts give ~1e-6 in float32)."""
+
+
 def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, threshold: float,
                             fill: bool = False):
     """``D̃ = min(D, κ·mean(D)) / (κ·mean(D))`` with the mean per image, and ``M = [D̃ > τ]``
-    (its holes filled when ``fill``)."""
-    bound = difference.flatten(1).mean(1).view(-1, 1, 1) * clamp_ratio
-    normalized = torch.minimum(difference.clamp(min=0), bound) / bound
+    (its holes filled when ``fill``). Safe: an image whose ``mean(D) ≤`` :data:`DIFFERENCE_FLOOR`
+    gets ``D̃ = 0`` (with a warning), and a bound ``κ·mean(D)`` that underflows to 0 gives
+    ``D̃ = [D > 0]`` (its limit), never 0/0 = NaN."""
+    d = difference.clamp(min=0)
+    mean = d.flatten(1).mean(1).view(-1, 1, 1)
+    bound = mean * clamp_ratio
+    normalized = torch.where(bound > 0, torch.minimum(d, bound) / torch.where(bound > 0, bound, 1), (d > 0).to(d.dtype))
+    still = mean <= DIFFERENCE_FLOOR
+    if bool(still.any()):
+        normalized = torch.where(still, torch.zeros_like(normalized), normalized)
+        warn(f"source and target give the same noise predictions (mean difference {float(mean.min()):.2g} ≤ "
+             f"{DIFFERENCE_FLOOR:g}) for {int(still.sum())} image(s): nothing differs, the mask is empty. "
+             "Use a target text that names the change.")
     mask = (normalized > threshold).float()
     return normalized, fill_holes(mask) if fill else mask
 
@@ -192,18 +208,19 @@ def noise_diff_mask(
     rows; ``[∅_Q, Q]``, 4n in all, if the two negative texts differ; ``[R]`` and ``[Q]``, 2n,
     if ``w ≤ 1``). The source branch does not depend on the target: :class:`~diffedit_lab.EditSession`
     keeps it for the next target. ``fill_holes``: fill the holes of ``M`` (see the module doc).
-    ``progress`` has nothing to show; it is accepted for a uniform API.
+    ``progress``: a bar over the UNet calls.
     """
     check_prompt("source", source)
     check_prompt("target", target, required=True)
     n, steps = check_count("n", n), check_count("steps", steps)
     strength, guidance = check_strength("strength", strength), check_guidance("guidance", guidance)
     clamp_ratio, threshold = check_positive("clamp_ratio", clamp_ratio), check_threshold("threshold", threshold)
+    fill_holes = check_flag("fill_holes", fill_holes)
     t, z_t = mask_draws(c, image_or_latents, n, strength, steps, make_generator(seed, generator))
     result, _ = mask_from_draws(
         c, z_t, t, n, source, target, source_negative_prompt=source_negative_prompt,
         target_negative_prompt=target_negative_prompt, guidance=guidance, clamp_ratio=clamp_ratio,
-        threshold=threshold, strength=strength, fill_holes=fill_holes,
+        threshold=threshold, strength=strength, fill_holes=fill_holes, progress=progress,
     )
     return result
 
@@ -230,15 +247,19 @@ def mask_from_draws(
     strength: float = 0.5,
     fill_holes: bool = False,
     source_predictions: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> tuple[MaskResult, torch.Tensor]:
     """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw source-branch
     predictions, which a later call with another target can pass back as ``source_predictions``
     (they must come from the same draws, source texts and ``guidance > 1``-ness)."""
     guided = guidance > 1
-    if source_predictions is None:
-        source_predictions = _branch(c, z_t, t, [source_negative_prompt, source] if guided else [source])
     share = not guided or _same_text(source_negative_prompt, target_negative_prompt)
-    target_raw = _branch(c, z_t, t, [target] if share else [target_negative_prompt, target])
+    for branch in progress_bar(["source", "target"], progress, "DiffEdit mask"):
+        if branch == "source" and source_predictions is None:
+            source_predictions = _branch(c, z_t, t, [source_negative_prompt, source] if guided else [source])
+        elif branch == "target":  # the very same text: the same predictions, D = 0 exactly
+            target_raw = (source_predictions[-1:] if share and _same_text(source, target)
+                          else _branch(c, z_t, t, [target] if share else [target_negative_prompt, target]))
     if guided:
         uncond_q = source_predictions[0] if share else target_raw[0]
         source_noise = _guide(source_predictions[0], source_predictions[1], guidance)

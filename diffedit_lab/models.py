@@ -45,6 +45,10 @@ class ModelNotFoundError(FileNotFoundError):
     """The model is neither a local folder, nor a pipeline, nor a hub id in the local cache."""
 
 
+class ModelLoadError(ValueError):
+    """A model folder whose files cannot be loaded (broken or unsafe weights)."""
+
+
 @dataclass
 class Components:
     """The parts of a Stable Diffusion checkpoint used by DiffEdit, on one device.
@@ -67,6 +71,8 @@ class Components:
     defaults: dict = field(default_factory=dict)
     name: str = ""
     fast_unet: bool = True
+    builtin: bool = False
+    """The built-in toy model: images are fitted to its one size (see :mod:`diffedit_lab.inputs`)."""
 
     @property
     def vae_scale_factor(self) -> int:
@@ -93,12 +99,31 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.floa
 def default_device() -> torch.device:
     """``$DIFFEDIT_DEVICE`` if set, else the best available device: CUDA, then Apple MPS, then CPU."""
     if os.environ.get("DIFFEDIT_DEVICE"):
-        return torch.device(os.environ["DIFFEDIT_DEVICE"])
+        return check_device(os.environ["DIFFEDIT_DEVICE"], "DIFFEDIT_DEVICE")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` that exists here, else a one-line ``ValueError``
+    (checked before any weight is loaded)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{name}={device!r}: not a torch device (cpu, cuda, cuda:1, mps).") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={device!r}: torch {torch.__version__} sees no CUDA device here; use cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}={device!r}: there are {torch.cuda.device_count()} CUDA device(s).")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{name}={device!r}: Apple MPS is not available here; use cpu.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name}={device!r}: diffedit_lab runs on cpu, cuda or mps.")
+    return dev
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -158,13 +183,23 @@ def _load_parts(folder: Path) -> dict:
         raise ModelNotFoundError(
             f"{folder} is not a diffusers Stable Diffusion folder: missing sub-folders {missing}."
         )
-    return dict(
-        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae"),
-        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet"),
-        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
-        scheduler_config=_scheduler_config(folder),
-    )
+    parts = {}
+    for key, cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel)):
+        safe = any((folder / key).glob("*.safetensors"))  # never unpickle when safe weights exist
+        try:
+            parts[key] = cls.from_pretrained(folder, subfolder=key, **({"use_safetensors": True} if safe else {}))
+        except Exception as err:  # UnpicklingError (a refused pickle), OSError, EnvironmentError, ...
+            raise ModelLoadError(
+                f"{folder / key}: cannot load the weights ({type(err).__name__}: {' '.join(str(err).split())[:300]}). "
+                "Use a folder with .safetensors weights (pickled .bin files are loaded only as plain tensors)."
+            ) from err
+    try:
+        parts["tokenizer"] = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        parts["scheduler_config"] = _scheduler_config(folder)
+    except Exception as err:
+        raise ModelLoadError(f"{folder}: cannot load the tokenizer or scheduler ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:300]}).") from err
+    return parts
 
 
 def _scheduler_config(folder: Path) -> dict:
@@ -202,6 +237,12 @@ def load_components(model=None, *, device=None, dtype=None) -> Components:
     """
     from diffusers import DDIMInverseScheduler, DDIMScheduler
 
+    device = check_device(device) if device is not None else default_device()  # before any loading
+    if isinstance(dtype, str):
+        if dtype.lower() not in DTYPES:
+            raise ValueError(f"`dtype`={dtype!r}: expected a torch dtype or one of {sorted(DTYPES)}")
+        dtype = DTYPES[dtype.lower()]
+    dtype = dtype if dtype is not None else default_dtype(device)
     folder: Path | None = None
     if model is None:
         if not DEFAULT_MODEL_DIR.is_dir():
@@ -227,12 +268,6 @@ def load_components(model=None, *, device=None, dtype=None) -> Components:
             f"model: expected None, a folder, a hub id or a StableDiffusionPipeline, got {type(model).__name__}"
         )
 
-    device = torch.device(device) if device is not None else default_device()
-    if isinstance(dtype, str):
-        if dtype.lower() not in DTYPES:
-            raise ValueError(f"`dtype`={dtype!r}: expected a torch dtype or one of {sorted(DTYPES)}")
-        dtype = DTYPES[dtype.lower()]
-    dtype = dtype if dtype is not None else default_dtype(device)
     vae = _place(parts["vae"], device, torch.float32)
     unet = _place(parts["unet"], device, dtype)
     text_encoder = _place(parts["text_encoder"], device, dtype)
@@ -248,7 +283,31 @@ def load_components(model=None, *, device=None, dtype=None) -> Components:
         dtype=dtype,
         defaults=_read_defaults(folder),
         name=str(name),
+        builtin=folder is not None and _is_builtin(folder),
     )
+
+
+def _is_builtin(folder: Path) -> bool:
+    try:
+        return folder.resolve() == Path(DEFAULT_MODEL_DIR).resolve()
+    except OSError:
+        return False
+
+
+def fingerprint(c: Components) -> str:
+    """A short identity of the networks of ``c`` that does not depend on device or dtype: the
+    configs of the VAE and UNet and a few rounded weight sums. Results (an ``Inversion``) carry
+    it, so that they are not used with other components."""
+    import hashlib
+
+    def weights(module) -> str:
+        params = list(module.parameters())
+        picked = params[:2] + params[-2:]
+        return ",".join(f"{float(p.detach().double().sum().cpu()):.3e}" for p in picked)
+
+    text = json.dumps([dict(c.vae.config), dict(c.unet.config)], sort_keys=True, default=str)
+    text += weights(c.unet) + weights(c.vae)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def fresh_schedulers(c: Components):

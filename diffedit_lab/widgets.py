@@ -260,21 +260,11 @@ def mask_explorer(result_or_c, image=None, source=None, target=None, *, true_mas
 
 
 def fit_to_model(c, image, side: int | None = None):
-    """An image as the model expects it: RGB, centre-cropped to a square and resized to
-    ``side`` pixels (default: the UNet's training size, ``sample_size × vae_scale_factor``)."""
-    from PIL import Image
+    """An image as the model expects it: see :func:`diffedit_lab.inputs.fit_to_model` (the input
+    policy of the built-in model, kept in the core so that ``edit`` and the CLI do the same)."""
+    from .inputs import fit_to_model as fit
 
-    from .latents import load_image
-
-    img = load_image(image)
-    if side is None:
-        sample = getattr(c.unet.config, "sample_size", 64)
-        sample = sample[0] if isinstance(sample, (tuple, list)) else sample
-        side = int(sample) * c.vae_scale_factor
-    w, h = img.size
-    s = min(w, h)
-    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    return img.resize((side, side), resample=Image.LANCZOS) if s != side else img
+    return fit(c, image, side)
 
 
 def fit_display(image, side: int):
