@@ -6,42 +6,73 @@
 
 ``edit`` runs the whole chain; every step is also a public function returning a small
 dataclass that a notebook can plot. Only ``models`` decides the device and dtype.
+
+The names below are imported on first use (PEP 562): ``import diffedit_lab`` alone does not
+import torch, so ``diffedit-lab --help`` answers at once and a Ctrl-C while torch loads is
+handled by the command line.
 """
 
-from .denoise import DenoiseResult, as_latent_mask, encode_decode, masked_denoise, sdedit
-from .edit import LIBRARY_DEFAULTS, EditResult, EditSession, edit
-from .inversion import Inversion, ddim_invert
-from .latents import decode, encode, encode_prompt, load_image
-from .mask import MaskResult, noise_diff_mask
-from .models import (
-    DEFAULT_MODEL_DIR,
-    Components,
-    ModelNotFoundError,
-    default_device,
-    load_components,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_MODEL_DIR",
-    "LIBRARY_DEFAULTS",
-    "Components",
-    "DenoiseResult",
-    "EditResult",
-    "EditSession",
-    "Inversion",
-    "MaskResult",
-    "ModelNotFoundError",
-    "as_latent_mask",
-    "ddim_invert",
-    "decode",
-    "default_device",
-    "edit",
-    "encode",
-    "encode_decode",
-    "encode_prompt",
-    "load_components",
-    "load_image",
-    "masked_denoise",
-    "noise_diff_mask",
-    "sdedit",
-]
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "DenoiseResult": "denoise", "as_latent_mask": "denoise", "encode_decode": "denoise",
+    "masked_denoise": "denoise", "sdedit": "denoise",
+    "LIBRARY_DEFAULTS": "edit", "EditResult": "edit", "EditSession": "edit", "edit": "edit",
+    "Inversion": "inversion", "ddim_invert": "inversion",
+    "decode": "latents", "encode": "latents", "encode_prompt": "latents", "load_image": "latents",
+    "MaskResult": "mask", "noise_diff_mask": "mask",
+    "DEFAULT_MODEL_DIR": "models", "Components": "models", "ModelLoadError": "models",
+    "ModelNotFoundError": "models", "default_device": "models", "load_components": "models",
+    "known_words": "inputs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'diffedit_lab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+class _Package(types.ModuleType):
+    """Keeps ``diffedit_lab.edit`` the function: importing the submodule ``diffedit_lab.edit``
+    would otherwise bind the package attribute to the module (the eager ``from .edit import
+    edit`` used to rebind it)."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from .denoise import DenoiseResult, as_latent_mask, encode_decode, masked_denoise, sdedit
+    from .edit import LIBRARY_DEFAULTS, EditResult, EditSession, edit
+    from .inputs import known_words
+    from .inversion import Inversion, ddim_invert
+    from .latents import decode, encode, encode_prompt, load_image
+    from .mask import MaskResult, noise_diff_mask
+    from .models import (
+        DEFAULT_MODEL_DIR,
+        Components,
+        ModelLoadError,
+        ModelNotFoundError,
+        default_device,
+        load_components,
+    )

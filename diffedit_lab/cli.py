@@ -9,23 +9,34 @@ Promises of ``edit``:
 
 * it never overwrites an existing file without ``--force``, and never the input image, not even
   with ``--force``;
-* outputs are written atomically: to a temporary file in the destination folder, then renamed,
-  so an interrupted or failing run leaves no partial file (and no temporary one);
+* everything that can be checked before the model loads is: the image (readable, within the
+  input policy's pixel limit), the output folders (writable), the output formats (able to hold
+  an RGB image, a greyscale mask), the options' ranges (as the library's), the device;
+* outputs are written atomically: to a temporary file in the destination folder, then renamed;
+  ``--out`` and ``--mask-out`` are committed together or neither (an output replaced with
+  ``--force`` is restored if the other fails), so an interrupted (Ctrl-C or SIGTERM) or failing
+  run leaves no partial file (and no temporary one);
 * bad input (a missing or unreadable image, a value out of range, an empty prompt, an unknown
-  model) ends with a non-zero exit code and a one-line reason on stderr, without a traceback
-  (set ``DIFFEDIT_DEBUG=1`` to see it);
-* options left unset are passed as ``None``, so the library's (and the model's) defaults apply.
+  model) and any other failure ends with a non-zero exit code and a one-line reason on stderr,
+  without a traceback (set ``DIFFEDIT_DEBUG=1`` to see it); warnings are one line each;
+* options left unset are passed as ``None``, so the library's (and the model's) defaults apply;
+  without ``--seed`` a seed is drawn and printed, so the run can be repeated.
 
-The library is imported inside :func:`main`, after argument parsing.
+The library (and torch) is imported inside :func:`main`, after argument parsing: ``--help``
+answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -93,28 +104,34 @@ def build_parser() -> argparse.ArgumentParser:
         "(2) deterministic DDIM encoding of the image up to --strength, "
         "(3) DDIM decoding with the target text, keeping the encoded latents outside the mask. "
         "Options left unset take the library's (and the model's) defaults.",
-        epilog="example: diffedit-lab edit photo.png --source 'a bowl of fruits' "
-        "--target 'a bowl of pears' --out pears.png --mask-out mask.png --seed 0",
+        epilog="example (the built-in model knows the toy shapes world: a/and, red, green, blue, yellow, "
+        "circle, square, triangle): diffedit-lab edit scene.png --source 'a red circle and a blue square' "
+        "--target 'a red circle and a yellow square' --out edited.png --mask-out mask.png --seed 0   "
+        "(a Stable Diffusion checkpoint: --model stable-diffusion-v1-5/stable-diffusion-v1-5 "
+        "--source 'a bowl of fruits' --target 'a bowl of pears')",
     )
     edit.add_argument("image", metavar="IMAGE", help="input image (any format Pillow reads)")
-    edit.add_argument("--source", required=True, type=_prompt, metavar="TEXT",
-                      help="reference text R: a caption of the input image")
+    edit.add_argument("--source", required=True, metavar="TEXT",
+                      help="reference text R: a caption of the input image ('' for none: the mask then "
+                      "compares the target with the unconditional prediction)")
     edit.add_argument("--target", required=True, type=_prompt, metavar="TEXT",
                       help="query text Q: what the edited image should show")
     edit.add_argument("--out", required=True, metavar="OUT", help="edited image to write (.png, .jpg, ...)")
-    edit.add_argument("--mask-out", metavar="PATH", help="also write the mask (grey levels, image size)")
+    edit.add_argument("--mask-out", metavar="PATH",
+                      help="also write the mask: black = kept, white = edited, at the size of the edited image")
     edit.add_argument("--model", metavar="M",
                       help="a diffusers Stable Diffusion folder or a hub id already in the local "
                       "Hugging Face cache (default: the built-in toy model)")
-    edit.add_argument("--seed", type=_number(int, 0, 2**64 - 1), metavar="S", help="random seed")
+    edit.add_argument("--seed", type=_number(int, 0, 2**64 - 1), metavar="S",
+                      help="random seed (default: one is drawn and printed)")
     edit.add_argument("--steps", type=_number(int, 1, 1000), metavar="N", help="DDIM steps over the full schedule")
     edit.add_argument("--strength", type=_number(float, 0, 1, low_open=True), metavar="R",
                       help="encoding ratio r in (0, 1]: how far the image is DDIM-encoded")
     edit.add_argument("--mask-strength", type=_number(float, 0, 1, low_open=True), metavar="S",
                       help="noise level in (0, 1] at which the mask is computed (paper: 0.5)")
     edit.add_argument("--n", type=_number(int, 1), metavar="N", help="noise draws averaged for the mask (paper: 10)")
-    edit.add_argument("--threshold", type=_number(float, 0, 1), metavar="T",
-                      help="mask binarisation threshold in [0, 1] (paper: 0.5)")
+    edit.add_argument("--threshold", type=_number(float, 0, 1, high_open=True), metavar="T",
+                      help="mask binarisation threshold in [0, 1) (paper: 0.5)")
     edit.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
                       help="fill the holes of the mask (default: the model's setting; off for Stable Diffusion)")
     edit.add_argument("--clamp-ratio", type=_number(float, 0, low_open=True), metavar="C",
@@ -155,39 +172,65 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _image_format(path: Path) -> str:
-    """The Pillow format that the file name asks for, or a CLIError."""
+def _image_format(path: Path, mode: str = "RGB") -> str:
+    """The Pillow format that the file name asks for, able to hold a ``mode`` image, or a CLIError."""
     from PIL import Image
 
     Image.init()
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
         raise CLIError(f"{path}: cannot tell an image format from the extension {path.suffix!r} (use .png or .jpg)")
+    try:  # a 8×8 trial save: some formats cannot hold colour (.xbm is black and white)
+        Image.new(mode, (8, 8), (255, 0, 0) if mode == "RGB" else 255).save(io.BytesIO(), format=fmt)
+    except Exception as err:
+        kind = "an RGB image" if mode == "RGB" else "a greyscale mask"
+        raise CLIError(f"{path}: the {fmt} format cannot hold {kind} ({_one_line(err)}); use .png") from None
     return fmt
 
 
-def _check_output(path: Path, image: Path, force: bool, option: str) -> str:
-    """Refuse an output that is the input, is a folder, or exists without --force."""
+def _check_writable(folder: Path, option: str) -> None:
+    """Create and remove a temporary file in ``folder``: the only sure test (permissions, read-only
+    file systems, quotas) before the long work."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".diffedit-lab-check.", suffix=".tmp")
+    except OSError as err:
+        raise CLIError(f"{option}: cannot write in the folder {str(folder)!r} ({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _check_output(path: Path, image: Path, force: bool, option: str, mode: str = "RGB") -> str:
+    """Refuse an output that is the input, is a folder, exists without --force, is a dangling
+    link, lies in a missing or unwritable folder, or has a format unable to hold it."""
     if _same_file(path, image):
         raise CLIError(f"{option} {path} is the input image; refusing to overwrite it (even with --force)")
     if path.is_dir():
         raise CLIError(f"{option} {path} is a folder")
     if not path.parent.is_dir():
         raise CLIError(f"{option} {path}: no such folder {str(path.parent)!r}")
+    if path.is_symlink() and not path.exists() and not force:
+        raise CLIError(f"{option} {path} is a symbolic link to a missing file ({os.readlink(path)}); "
+                       "use --force to replace the link, or another name")
     if path.exists() and not force:
         raise CLIError(f"{option} {path} exists; use --force to overwrite it")
-    return _image_format(path)
+    fmt = _image_format(path, mode)
+    _check_writable(path.parent, option)
+    return fmt
 
 
 def _write_atomic(items: list[tuple[object, Path, str]], force: bool) -> None:
-    """Save each (PIL image, path, format): all to temporary files first, then rename.
+    """Save each (PIL image, path, format): all to temporary files first, then put in place —
+    all of them or none.
 
     Without ``force`` the rename is a hard link, which fails if the file appeared meanwhile, so
-    even a race cannot overwrite anything. Temporary files are removed on any failure.
+    even a race cannot overwrite anything. With ``force`` an existing file is first hard-linked
+    to a backup, restored if a later rename fails. Temporary files are removed on any failure,
+    Ctrl-C and SIGTERM included (``main`` turns SIGTERM into ``KeyboardInterrupt``).
     """
     umask = os.umask(0)
     os.umask(umask)
     temps: list[str] = []
+    done: list[tuple[Path, str | None]] = []  # committed paths and their backups
     try:
         for image, path, fmt in items:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -198,25 +241,48 @@ def _write_atomic(items: list[tuple[object, Path, str]], force: bool) -> None:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
         for (_, path, _), tmp in zip(items, temps):
-            if force:
-                os.replace(tmp, path)
-                continue
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise CLIError(f"{path} appeared while editing; use --force to overwrite it") from None
-            except OSError:  # a file system without hard links
-                if path.exists():
-                    raise CLIError(f"{path} appeared while editing; use --force to overwrite it") from None
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
+            done.append((path, _commit(tmp, path, force, temps)))
+        done.clear()  # all in place: nothing to roll back
     finally:
+        for path, backup in reversed(done):  # a failure after some renames: undo them
+            try:
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
         for tmp in temps:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+
+
+def _commit(tmp: str, path: Path, force: bool, temps: list[str]) -> str | None:
+    """Put ``tmp`` at ``path``; returns the backup of the file it replaced (``None``: none)."""
+    if force:
+        backup = None
+        if path.exists() and not path.is_symlink():
+            backup = tempfile.mktemp(dir=path.parent, prefix=f".{path.name}.", suffix=".bak")
+            try:
+                os.link(path, backup)
+                temps.append(backup)
+            except OSError:
+                backup = None  # no hard links here: the replace cannot be undone
+        os.replace(tmp, path)
+        return backup
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise CLIError(f"{path} appeared while editing; use --force to overwrite it") from None
+    except OSError:  # a file system without hard links
+        if path.exists() or path.is_symlink():
+            raise CLIError(f"{path} appeared while editing; use --force to overwrite it") from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
+    return None
 
 
 # ---------------------------------------------------------------- commands
@@ -240,18 +306,28 @@ def _silence_libraries() -> None:
 
 
 def _check_device(device: str | None) -> None:
-    if device is None:
+    """--device, else $DIFFEDIT_DEVICE, must name a device that exists here (before loading)."""
+    from diffedit_lab.models import check_device
+
+    name, value = ("--device", device) if device is not None else ("DIFFEDIT_DEVICE", os.environ.get("DIFFEDIT_DEVICE"))
+    if not value:
         return
-    import torch
+    try:
+        check_device(value, name)
+    except ValueError as err:
+        raise CLIError(_one_line(err)) from None
+
+
+def _check_settings(args) -> None:
+    """The library's own checks of the numbers, before loading (the parser's types agree)."""
+    from diffedit_lab.checks import check_seed, check_threshold
 
     try:
-        kind = torch.device(device).type
-    except (RuntimeError, ValueError):
-        raise CLIError(f"--device {device!r}: not a torch device (cpu, cuda, cuda:1, mps)") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {device!r}: torch {torch.__version__} sees no CUDA device")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CLIError(f"--device {device!r}: MPS is not available here")
+        if args.threshold is not None:
+            check_threshold("--threshold", args.threshold)
+        check_seed("--seed", args.seed)
+    except ValueError as err:
+        raise CLIError(_one_line(err)) from None
 
 
 def _run_edit(args) -> int:
@@ -264,12 +340,19 @@ def _run_edit(args) -> int:
     outputs = [(out, _check_output(out, image_path, args.force, "--out"))]
     if args.mask_out is not None:
         mask_out = Path(args.mask_out)
-        if _same_file(mask_out, out):
+        if _same_file(mask_out, out) or os.path.abspath(mask_out) == os.path.abspath(out):
             raise CLIError("--mask-out and --out are the same file")
-        outputs.append((mask_out, _check_output(mask_out, image_path, args.force, "--mask-out")))
+        outputs.append((mask_out, _check_output(mask_out, image_path, args.force, "--mask-out", "L")))
+    drawn = args.seed is None
+    if drawn:  # drawn here, so that it can be printed and the edit repeated
+        import secrets
+
+        args.seed = secrets.randbelow(2**32)
+    _check_settings(args)
     _check_device(args.device)
 
     from diffedit_lab import edit, load_components, load_image
+    from diffedit_lab.inputs import MIN_SIDE
 
     if args.quiet:
         _silence_libraries()
@@ -278,6 +361,9 @@ def _run_edit(args) -> int:
         image = load_image(image_path)
     except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
         raise CLIError(f"{image_path}: cannot read the image ({_one_line(err)})") from None
+    if min(image.size) < MIN_SIDE:
+        raise CLIError(f"{image_path}: {image.size[0]}×{image.size[1]} pixels is too small to edit "
+                       f"(at least {MIN_SIDE} px a side)")
 
     components = load_components(args.model, device=args.device)
     result = edit(
@@ -303,7 +389,8 @@ def _run_edit(args) -> int:
     if args.mask_out is not None:
         images.append(result.mask.to_image())
     _write_atomic([(img, path, fmt) for img, (path, fmt) in zip(images, outputs)], args.force)
-    _say(args, "wrote " + ", ".join(str(path) for path, _ in outputs))
+    _say(args, "wrote " + ", ".join(str(path) for path, _ in outputs)
+         + (f" (seed {args.seed}: pass --seed {args.seed} to repeat this edit)" if drawn else ""))
     return EXIT_OK
 
 
@@ -348,11 +435,42 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def _terminate(signum, frame):
+    """SIGTERM as Ctrl-C: the same clean exit (no partial output, no temporary file)."""
+    raise KeyboardInterrupt
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line: ``diffedit-lab: warning: …`` (each message once per run)."""
+    text = f"{PROG}: warning: {' '.join(str(message).split())}"
+    if text not in _shown:
+        _shown.add(text)
+        print(text, file=sys.stderr, flush=True)
+
+
+_shown: set[str] = set()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
-    parser = build_parser()
     debug = bool(os.environ.get("DIFFEDIT_DEBUG"))
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    old_show = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _show_warning
+        _shown.clear()
     try:
+        return _main(argv, debug)
+    finally:
+        warnings.showwarning = old_show
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _main(argv: Sequence[str] | None, debug: bool) -> int:
+    try:
+        parser = build_parser()
         try:
             args = parser.parse_args(argv)
         except SystemExit as done:  # --help and --version
@@ -362,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         return args.run(args)
     except KeyboardInterrupt:
+        if debug:
+            raise
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except CLIError as err:
@@ -372,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_FAILURE
-    except (RuntimeError, MemoryError) as err:  # torch failures (out of memory, ...)
+    except Exception as err:  # torch failures (out of memory, ...), anything unforeseen
         if debug:
             raise
         print(f"{PROG}: error: {type(err).__name__}: {_one_line(err)} (DIFFEDIT_DEBUG=1 shows the traceback)",

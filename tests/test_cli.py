@@ -9,6 +9,7 @@ a few go through a real ``python -m diffedit_lab`` process.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,7 @@ BAD_OPTIONS = {
     "strength zero": (["--strength", "0"], "--strength"),
     "mask strength negative": (["--mask-strength", "-0.1"], "--mask-strength"),
     "threshold above one": (["--threshold", "2"], "--threshold"),
+    "threshold one": (["--threshold", "1"], "[0, 1)"),  # the library's range: τ = 1 keeps nothing
     "n zero": (["--n", "0"], "--n"),
     "clamp ratio zero": (["--clamp-ratio", "0"], "--clamp-ratio"),
     "guidance nan": (["--guidance", "nan"], "--guidance"),
@@ -161,13 +163,12 @@ def test_bad_option_values(capsys, workdir, tiny_model_dir, extra, word):
     assert files(workdir) == {"in.png"}
 
 
-@pytest.mark.parametrize("which", ["--source", "--target"])
 @pytest.mark.parametrize("text", ["", "   "])
-def test_empty_prompt(capsys, workdir, tiny_model_dir, which, text):
+def test_empty_target(capsys, workdir, tiny_model_dir, text):
     argv = edit_args(workdir, tiny_model_dir)
-    argv[argv.index(which) + 1] = text
+    argv[argv.index("--target") + 1] = text
     code, _, err = run(capsys, argv)
-    assert_one_line_error(code, err, which, "empty")
+    assert_one_line_error(code, err, "--target", "empty")
     assert files(workdir) == {"in.png"}
 
 
@@ -270,8 +271,11 @@ def test_unset_options_are_passed_as_none(capsys, workdir, recorder):
     components, size, source, target, kwargs = recorder.calls["edit"]
     assert (components, size, source, target) == ("components", (32, 32), "a cat", "a dog")
     assert kwargs.pop("inversion_prompt", None) is None  # absent or None: the library's default
-    assert kwargs == {**{k: None for k in EDIT_OPTIONS if k != "inversion_prompt"}, "progress": True}
+    seed = kwargs.pop("seed")  # drawn by the CLI, and printed so that the edit can be repeated
+    assert isinstance(seed, int) and 0 <= seed < 2**64
+    assert kwargs == {**{k: None for k in EDIT_OPTIONS if k not in ("inversion_prompt", "seed")}, "progress": True}
     assert "o.png" in err  # "wrote …" unless --quiet
+    assert f"--seed {seed}" in err
     assert out == ""
 
 
@@ -419,3 +423,261 @@ def _env() -> dict:
         [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
     env.pop("DIFFEDIT_DEBUG", None)
     return env
+
+
+# ---------------------------------------------------------------- issue 16: checked before the model loads
+def _argv(workdir: Path, *extra: str, out: str = "o.png") -> list[str]:
+    return ["edit", str(workdir / "in.png"), "--source", "a cat", "--target", "a dog",
+            "--out", str(workdir / out), *extra]
+
+
+def test_empty_source_is_accepted(capsys, workdir, recorder):
+    """The library and the README allow an empty reference text R (the unconditional prediction)."""
+    code, _, err = run(capsys, _argv(workdir, "--quiet")[:3] + ["", *_argv(workdir, "--quiet")[4:]])
+    assert code == 0, err
+    assert recorder.calls["edit"][2] == ""
+
+
+def test_threshold_one_is_refused_before_loading(capsys, workdir, recorder):
+    code, _, err = run(capsys, _argv(workdir, "--threshold", "1"))
+    assert_one_line_error(code, err, "--threshold", "[0, 1)")
+    assert "load_components" not in recorder.calls
+
+
+def test_unwritable_output_folder_is_refused_before_loading(capsys, workdir, recorder):
+    folder = workdir / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permissions: a folder nobody can write in
+            folder = Path("/proc/self")
+        code, _, err = run(capsys, _argv(workdir)[:-1] + [str(folder / "o.png")])
+        assert_one_line_error(code, err, "cannot write in the folder")
+        assert "load_components" not in recorder.calls
+    finally:
+        (workdir / "read-only").chmod(0o755)
+
+
+@pytest.mark.parametrize("option", ["--out", "--mask-out"])
+def test_a_format_that_cannot_hold_the_image_is_refused_before_loading(capsys, workdir, recorder, option):
+    argv = _argv(workdir) if option == "--mask-out" else _argv(workdir, out="o.xbm")
+    if option == "--mask-out":
+        argv += ["--mask-out", str(workdir / "m.xbm")]
+    code, _, err = run(capsys, argv)
+    assert_one_line_error(code, err, "XBM", "cannot hold", ".png")
+    assert "load_components" not in recorder.calls
+    assert files(workdir) == {"in.png"}
+
+
+def test_dangling_symlink_is_refused_before_loading(capsys, workdir, recorder):
+    (workdir / "o.png").symlink_to(workdir / "gone.png")
+    code, _, err = run(capsys, _argv(workdir))
+    assert_one_line_error(code, err, "symbolic link", "--force")
+    assert "load_components" not in recorder.calls
+    code, _, err = run(capsys, _argv(workdir, "--force", "--quiet"))  # --force replaces the link itself
+    assert code == 0, err
+    assert not (workdir / "o.png").is_symlink() and not (workdir / "gone.png").exists()
+
+
+@pytest.mark.parametrize("how", ["--device", "DIFFEDIT_DEVICE"])
+def test_a_missing_gpu_is_one_line_before_loading(capsys, workdir, recorder, monkeypatch, how):
+    import torch
+
+    device = "cuda:99" if torch.cuda.is_available() else "cuda"  # a GPU that is not there
+    if how == "DIFFEDIT_DEVICE":
+        monkeypatch.setenv("DIFFEDIT_DEVICE", device)
+        argv = _argv(workdir)
+    else:
+        argv = _argv(workdir, "--device", device)
+    code, _, err = run(capsys, argv)
+    assert_one_line_error(code, err, how, "CUDA")
+    assert "load_components" not in recorder.calls
+
+
+def test_a_too_small_image_is_refused_before_loading(capsys, workdir, recorder):
+    Image.new("RGB", (3, 5), (200, 0, 0)).save(workdir / "in.png")
+    code, _, err = run(capsys, _argv(workdir))
+    assert_one_line_error(code, err, "3×5", "too small")
+    assert "load_components" not in recorder.calls
+
+
+@pytest.mark.parametrize("limit", [1000, 100])  # our check; Pillow's DecompressionBombError (> 2 × limit)
+def test_an_image_above_the_pixel_limit_is_one_line(capsys, workdir, monkeypatch, limit):
+    """As a 20000×20000 PNG above the default 64 million pixels: refused before decoding."""
+    def not_now(*args, **kwargs):
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(diffedit_lab, "load_components", not_now)
+    monkeypatch.setenv("DIFFEDIT_MAX_INPUT_PIXELS", str(limit))
+    code, _, err = run(capsys, _argv(workdir))
+    assert_one_line_error(code, err, "in.png", "DIFFEDIT_MAX_INPUT_PIXELS")
+
+
+def test_a_malicious_pickle_model_is_one_line_and_not_run(capsys, workdir, tiny_model_dir, tmp_path):
+    import pickle
+    import shutil
+
+    model = tmp_path / "evil-model"
+    shutil.copytree(tiny_model_dir, model)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for weights in (model / "unet").glob("*.safetensors"):
+        weights.unlink()
+    (model / "unet" / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps({"weight": Payload()}))
+    code, _, err = run(capsys, edit_args(workdir, model))
+    assert_one_line_error(code, err, "unet", "cannot load the weights")
+    assert not marker.exists()
+
+
+def test_debug_keeps_the_traceback(capsys, workdir, recorder, monkeypatch):
+    def bad(*args, **kwargs):
+        raise ValueError("broken on purpose")
+
+    monkeypatch.setattr(diffedit_lab, "edit", bad)
+    monkeypatch.setenv("DIFFEDIT_DEBUG", "1")
+    with pytest.raises(ValueError, match="broken on purpose"):
+        main(_argv(workdir))
+
+
+def test_an_unexpected_error_is_one_line(capsys, workdir, recorder, monkeypatch):
+    def bad(*args, **kwargs):
+        raise AssertionError("Torch not compiled with CUDA enabled")
+
+    monkeypatch.setattr(diffedit_lab, "load_components", bad)
+    code, _, err = run(capsys, _argv(workdir))
+    assert_one_line_error(code, err, "AssertionError", "DIFFEDIT_DEBUG=1")
+
+
+# ---------------------------------------------------------------- signals and the write promise
+def test_sigterm_is_handled_like_ctrl_c_and_leaves_no_temporary_file(capsys, workdir, recorder, monkeypatch):
+    import signal
+
+    real_save = Image.Image.save
+
+    def save_then_terminated(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the outputs are being written
+
+    monkeypatch.setattr(Image.Image, "save", save_then_terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = run(capsys, _argv(workdir, "--mask-out", str(workdir / "m.png")))
+    assert code == 130 and err.strip() == "diffedit-lab: interrupted"
+    assert files(workdir) == {"in.png"}
+    assert signal.getsignal(signal.SIGTERM) is before  # restored when main returns
+
+
+def test_out_and_mask_out_are_committed_together(capsys, workdir, recorder, monkeypatch):
+    """--mask-out appears while editing: the rename of the mask fails, so --out is taken back."""
+    real_edit = recorder.edit
+
+    def edit_while_someone_writes_the_mask(*args, **kwargs):
+        (workdir / "m.png").write_bytes(b"theirs")
+        return real_edit(*args, **kwargs)
+
+    monkeypatch.setattr(diffedit_lab, "edit", edit_while_someone_writes_the_mask)
+    code, _, err = run(capsys, _argv(workdir, "--mask-out", str(workdir / "m.png")))
+    assert_one_line_error(code, err, "m.png", "--force")
+    assert files(workdir) == {"in.png", "m.png"}  # no o.png, no temporary file
+    assert (workdir / "m.png").read_bytes() == b"theirs"
+
+
+def test_with_force_a_failed_mask_restores_the_old_output(capsys, workdir, recorder, monkeypatch):
+    (workdir / "o.png").write_bytes(b"old out")
+    (workdir / "m.png").write_bytes(b"old mask")
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).endswith("m.png") and str(src).endswith(".tmp"):
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code, _, err = run(capsys, _argv(workdir, "--mask-out", str(workdir / "m.png"), "--force"))
+    assert_one_line_error(code, err, "Input/output error")
+    assert (workdir / "o.png").read_bytes() == b"old out" and (workdir / "m.png").read_bytes() == b"old mask"
+    assert files(workdir) == {"in.png", "o.png", "m.png"}
+
+
+def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path, tiny_image):
+    """``import diffedit_lab.cli`` does not import torch, so a Ctrl-C during that (slow) import
+    happens inside ``main`` — simulated by an import of torch that raises KeyboardInterrupt."""
+    tiny_image.save(tmp_path / "in.png")
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def imp(name, *a, **k):\n"
+        "    if name == 'torch' or name.startswith('torch.'):\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "from diffedit_lab.cli import main\n"
+        "assert 'torch' not in sys.modules\n"
+        "builtins.__import__ = imp\n"
+        f"sys.exit(main(['edit', {str(tmp_path / 'in.png')!r}, '--source', 'a', '--target', 'b', "
+        f"'--out', {str(tmp_path / 'o.png')!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "diffedit-lab: interrupted"
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom diffedit_lab.cli import main\n"
+            "assert main(['--help']) == 0 and main(['edit', '--help']) == 0\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers', 'transformers', 'PIL')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_examples_are_edits_the_default_model_can_do(capsys):
+    import re
+
+    from diffedit_lab import load_components
+    from diffedit_lab.cli import build_parser
+    from diffedit_lab.inputs import text_problems
+
+    parser = build_parser()
+    edit_parser = next(a for a in parser._actions if a.dest == "command").choices["edit"]
+    epilog = edit_parser.epilog
+    source = re.search(r"diffedit-lab edit \S+ --source '([^']*)'", epilog).group(1)
+    target = re.search(r"--target '([^']*)' --out", epilog).group(1)
+    c = load_components(device="cpu")
+    assert c.builtin
+    for text in (source, target):
+        assert text_problems(c, text) == ([], False), text
+    assert source != target
+    mask_help = next(a for a in edit_parser._actions if a.dest == "mask_out").help
+    assert "black" in mask_help and "white" in mask_help
+    threshold_help = next(a for a in edit_parser._actions if a.dest == "threshold").help
+    assert "[0, 1)" in threshold_help
+
+
+def test_drawn_seed_is_printed_and_repeats_the_edit(workdir, tiny_model_dir, capsys):
+    argv = edit_args(workdir, tiny_model_dir)
+    i = argv.index("--seed")
+    del argv[i:i + 2]
+    argv.remove("--quiet")
+    code, _, err = run(capsys, argv)
+    assert code == 0, err
+    seed = int(re.search(r"--seed (\d+) to repeat", err).group(1))
+    first = (workdir / "out.png").read_bytes()
+    code, _, err = run(capsys, argv + ["--seed", str(seed), "--force"])
+    assert code == 0, err
+    assert (workdir / "out.png").read_bytes() == first
+
+
+def test_warnings_are_one_line_each(workdir, tiny_model_dir, capsys):
+    argv = edit_args(workdir, tiny_model_dir, "--seed", "0")
+    argv.remove("--quiet")
+    argv[argv.index("--target") + 1] = "a green hexagon"
+    code, _, err = run(capsys, argv)
+    assert code == 0, err
+    warns = [line for line in err.splitlines() if "warning:" in line.lower()]
+    assert warns and all(line.startswith("diffedit-lab: warning: ") for line in warns), err
+    assert any("hexagon" in line for line in warns), err
+    assert "warnings.warn" not in err and "Traceback" not in err
