@@ -88,11 +88,16 @@ def _too_big(path, size) -> ValueError:
     )
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Read an image file: size checked before decoding, first frame, EXIF orientation applied."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"`image`: no such file: {path}")
+def open_image(path) -> Image.Image:
+    """Read an image file (a path, or a binary file object such as an upload's bytes): size
+    checked before decoding, first frame, EXIF orientation applied."""
+    if isinstance(path, (str, Path)):
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"`image`: no such file: {path}")
+        name, label = path.name, str(path)
+    else:
+        name = label = getattr(path, "name", None) or "the upload"
     limit = max_input_pixels()
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = limit  # Pillow's own bomb check then agrees with ours
@@ -101,10 +106,10 @@ def open_image(path: str | Path) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.size[0] * img.size[1] > limit:
-                    raise _too_big(path, img.size)
+                    raise _too_big(label, img.size)
                 frames = getattr(img, "n_frames", 1)
                 if frames > 1:
-                    warn(f"`image`: {path.name} has {frames} frames ({img.format}); only the first is used.")
+                    warn(f"`image`: {name} has {frames} frames ({img.format}); only the first is used.")
                 img.seek(0)
                 img.load()
                 out = ImageOps.exif_transpose(img)
@@ -112,13 +117,13 @@ def open_image(path: str | Path) -> Image.Image:
     except Image.DecompressionBombError as err:
         size = re.findall(r"\((\d+) pixels\)", str(err))
         raise ValueError(
-            f"`image`: {path} has {size[0] if size else 'too many'} pixels, above the limit of {limit}: "
+            f"`image`: {label} has {size[0] if size else 'too many'} pixels, above the limit of {limit}: "
             "shrink it first, or set DIFFEDIT_MAX_INPUT_PIXELS to allow it."
         ) from None
     except ValueError:
         raise
     except (OSError, SyntaxError, EOFError) as err:
-        raise ValueError(f"`image`: cannot read {path} as an image ({err}).") from err
+        raise ValueError(f"`image`: cannot read {label} as an image ({err}).") from err
     finally:
         Image.MAX_IMAGE_PIXELS = old
 

@@ -279,15 +279,12 @@ def fit_display(image, side: int):
 
 def uploaded_image(value):
     """The first file of a ``FileUpload`` value (ipywidgets 8: a tuple of dicts; 7: a dict) as a PIL image."""
-    from PIL import Image
-
     files = list(value.values()) if isinstance(value, dict) else list(value or ())
     if not files:
         return None
-    content = files[0]["content"]
-    with Image.open(io.BytesIO(bytes(content))) as img:
-        img.load()
-        return img.copy()
+    from .inputs import open_image
+
+    return open_image(io.BytesIO(bytes(files[0]["content"])))  # the input policy: EXIF, pixel limit
 
 
 class Explorer(_App):

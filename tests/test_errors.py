@@ -179,3 +179,36 @@ def test_unknown_models(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError, match="toy model is not there yet"):
         load_components()
     assert issubclass(ModelNotFoundError, OSError)
+
+
+# issue 16: validators of seeds, flags, tensors; warnings point at the caller ------------------
+
+
+def test_check_seed_flag_and_tensors():
+    from diffedit_lab.checks import check_finite, check_flag, check_image_tensor, check_mask_values, check_seed
+
+    assert check_seed("seed", None) is None and check_seed("seed", np.uint64(2**64 - 1)) == 2**64 - 1
+    for bad in (2**64, 2**70, -1, "abc", 1.5, True):
+        with pytest.raises(ValueError, match=r"`seed` must be None or an integer in \[0, 2\*\*64\)"):
+            check_seed("seed", bad)
+    assert check_flag("fill_holes", 1) is True and check_flag("fill_holes", False) is False
+    for bad in ("yes", 2, None, 0.5):
+        with pytest.raises(ValueError, match="fill_holes must be True or False"):
+            check_flag("fill_holes", bad)
+    with pytest.raises(ValueError, match="`latents` has 1 NaN"):
+        check_finite("latents", torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match=r"`image`: an image tensor must be in \[-1, 1\], got values in \[0, 255\]"):
+        check_image_tensor("image", torch.tensor([0.0, 255.0]))
+    assert check_image_tensor("image", torch.tensor([-1.3, 1.2])).tolist() == [-1.0, 1.0]
+    with pytest.raises(ValueError, match="`mask`.*NaN"):
+        check_mask_values("mask", torch.tensor([float("nan")]))
+
+
+def test_warnings_point_at_the_caller(tiny_components):
+    inversion = ddim_invert(tiny_components, Z, strength=1.0, steps=1, progress=False)
+    with pytest.warns(UserWarning, match="all zeros") as caught:
+        masked_denoise(tiny_components, inversion, torch.zeros(16, 16), "a cat", progress=False)
+    assert {w.filename for w in caught} == {__file__}
+    with pytest.warns(UserWarning, match="not a multiple of the VAE factor") as caught:
+        encode(tiny_components, np.zeros((33, 33, 3), np.uint8))  # through torch's inference_mode wrapper
+    assert {w.filename for w in caught} == {__file__}

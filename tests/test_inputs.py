@@ -49,6 +49,22 @@ def test_exif_orientation_is_applied(tmp_path):
     assert shown[35, 10, 2] > 150 and shown[35, 10, 0] < 80
 
 
+def test_explorer_uploads_follow_the_same_policy(tmp_path, monkeypatch):
+    import io
+
+    from diffedit_lab.widgets import uploaded_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 20), (0, 200, 0)).save(buf, "JPEG", exif=exif)
+    upload = ({"name": "phone.jpg", "content": memoryview(buf.getvalue())},)
+    assert uploaded_image(upload).size == (20, 40)  # upright
+    monkeypatch.setenv("DIFFEDIT_MAX_INPUT_PIXELS", "100")
+    with pytest.raises(ValueError, match="the upload .*DIFFEDIT_MAX_INPUT_PIXELS"):
+        uploaded_image(upload)
+
+
 def test_sixteen_bit_greyscale_is_scaled_not_white(tmp_path):
     ramp = np.linspace(0, 65535, 64).round().astype(np.uint16)[None].repeat(8, 0)
     Image.fromarray(ramp).save(tmp_path / "deep.png")
@@ -271,12 +287,12 @@ def test_seeds_are_validated_by_the_library(tiny_components, seed):
 
 @pytest.mark.parametrize("value", ["no", 2, 0.5])
 def test_fill_holes_is_validated(tiny_components, mask_result_tiny, value):
-    with pytest.raises(ValueError, match="`fill_holes` must be True or False"):
+    with pytest.raises(ValueError, match="fill_holes must be True or False"):
         mask_result_tiny.rethreshold(fill_holes=value)
-    with pytest.raises(ValueError, match="`fill_holes`"):
+    with pytest.raises(ValueError, match="fill_holes must be"):
         noise_diff_mask(tiny_components, torch.zeros(1, 4, 16, 16), "", "a cat", n=1, steps=2, seed=0,
                         fill_holes=value, progress=False)
-    with pytest.raises(ValueError, match="`fill_holes`"):
+    with pytest.raises(ValueError, match="fill_holes must be"):
         edit(tiny_components, torch.zeros(1, 4, 16, 16), "", "a cat", steps=2, n=1, seed=0, fill_holes=value,
              progress=False)
 
