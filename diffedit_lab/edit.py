@@ -19,8 +19,8 @@ from PIL import Image
 
 from .checks import (check_count, check_finite, check_flag, check_guidance, check_positive, check_prompt, check_seed,
                      check_strength, check_threshold)
-from .inputs import check_text
 from .denoise import masked_denoise, masked_denoise_many
+from .inputs import check_text
 from .inversion import Inversion, ddim_invert
 from .latents import decode, encode, encode_prompt, is_latents, make_generator
 from .mask import MaskResult, mask_draws, mask_from_draws
