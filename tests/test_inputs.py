@@ -137,6 +137,7 @@ def test_tiny_images_are_refused_not_enlarged(tiny_components, toy, size):
             encode(c, Image.new("RGB", size))
 
 
+@pytest.mark.slow
 def test_a_4000_by_3000_photo_on_the_builtin_model_takes_seconds_and_under_1_gb(tmp_path):
     """Through the command line, in a child process: time and peak memory (ru_maxrss) of the
     whole run, torch import included."""
