@@ -17,8 +17,11 @@ from diffedit_lab.methods import (
     METHODS,
     CrossAttentionRecorder,
     changed_token_positions,
+    cross_attention,
     cross_attention_mask,
+    edit_with_mask,
     intersect_masks,
+    intersection,
     ledits_cross_attention_usable,
     ledits_pipeline,
     ledits_pp,
@@ -174,6 +177,31 @@ def test_methods_decode_on_diffedits_own_inversion(tiny_runs):
     assert r["cross_attention"].details["inversion"] is r["diffedit"].details["inversion"]
 
 
+def test_edit_with_mask_reproduces_diffedit_and_follows_the_mask(tiny_components, tiny_runs):
+    """DiffEdit's decoding with DiffEdit's mask is DiffEdit's edit; with an empty mask, the input."""
+    d = tiny_runs[0]["diffedit"]
+    inversion, g = d.details["inversion"], d.details["settings"]["guidance"]
+    images, latents = edit_with_mask(tiny_components, inversion, d.mask, TARGET, guidance=g)
+    assert torch.equal(latents, d.latents)
+    with pytest.warns(UserWarning):  # the library warns about an all-zero mask
+        _, kept = edit_with_mask(tiny_components, inversion, torch.zeros_like(d.mask), TARGET, guidance=g)
+    assert torch.equal(kept, inversion.z0)
+
+
+def test_one_method_functions_and_extra_masks(tiny_components, tiny_runs):
+    image = disc_image()
+    alone = cross_attention(tiny_components, image, SOURCE, TARGET, seed=3, **FAST)
+    assert torch.equal(alone.mask, tiny_runs[0]["cross_attention"].mask)
+    assert torch.equal(intersection(tiny_components, image, SOURCE, TARGET, seed=3, **FAST).mask,
+                       tiny_runs[0]["intersection"].mask)
+    box = torch.zeros(16, 16)
+    box[4:8, 4:8] = 1
+    r = run_methods(tiny_components, image, SOURCE, TARGET, methods=("diffedit",), seed=3, extra_masks={"box": box},
+                    **FAST)
+    assert r["box"].mask.shape == (1, 16, 16) and int(r["box"].mask_image.sum()) == 64
+    assert r["box"].details == {} and r["box"].soft is None
+
+
 def test_attention_mask_depends_on_the_changed_words_not_on_noise_draws(tiny_components, tiny_image):
     """DiffEdit's mask changes with the seed of its noise draws; the attention mask has none. Changing
     *which* word changes changes the attention mask."""
@@ -210,6 +238,8 @@ def test_bad_inputs_fail_before_any_model_call(tiny_components, tiny_image):
         ledits_pp(c, tiny_image.resize((40, 40)), SOURCE, TARGET)
     with pytest.raises(ValueError, match="cross_attention=True"):
         ledits_pp(c, tiny_image, SOURCE, TARGET, cross_attention=True)
+    with pytest.raises(ValueError, match="dtype='float32'"):  # fp16 UNet beside the fp32 VAE (CUDA default)
+        ledits_pp(dataclasses.replace(c, dtype=torch.float16), tiny_image, SOURCE, TARGET)
 
 
 # --------------------------------------------------------------------------- LEDITS++

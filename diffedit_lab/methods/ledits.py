@@ -152,6 +152,8 @@ def ledits_pp(
     ``inversion_prompt``: ``invert``'s ``source_prompt`` (its default ``""``).
     ``cross_attention``: use the cross-attention mask and the intersection (None: when
     :func:`ledits_cross_attention_usable`). ``seed`` seeds the DDPM inversion's noise.
+    Needs ``c`` in one dtype (float32 on CUDA too: our VAE stays float32, the pipeline does not
+    allow for that).
     """
     check_prompt("target", target, required=True)
     steps = check_count("steps", steps)
@@ -166,6 +168,10 @@ def ledits_pp(
     reverse = [False] * len(concepts) if reverse is None else list(reverse)
     if not concepts or len(reverse) != len(concepts):
         raise ValueError(f"`concepts` must be a non-empty list and `reverse` as long, got {concepts!r}, {reverse!r}.")
+    if c.vae.dtype != c.dtype:
+        raise ValueError(f"LEDITS++ through diffusers needs the VAE and the UNet in one dtype (here {c.vae.dtype} and "
+                         f"{c.dtype}: its invert() feeds the VAE in the text encoder's dtype); load the components "
+                         "with dtype='float32'.")
     img = load_image(image)
     f = c.vae_scale_factor
     if img.width % 32 or img.height % 32:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ..denoise import masked_denoise
+from ..denoise import as_latent_mask, masked_denoise
 from ..edit import EditSession
 from ..latents import decode
 from ..models import Components
@@ -53,7 +53,8 @@ def run_methods(
     draws and LEDITS++'s inversion noise. ``attention_threshold``: ``τ`` of the attention mask.
     ``ledits``: keyword arguments for :func:`~diffedit_lab.methods.ledits_pp` (its ``steps``
     default to these ``steps``). ``extra_masks``: name → latent mask (anything
-    :func:`~diffedit_lab.as_latent_mask` takes) to decode the same way (``soft`` None).
+    :func:`~diffedit_lab.as_latent_mask` takes) to decode the same way (``soft`` None; its
+    ``mask_image``: each cell a block of pixels).
     """
     unknown = set(methods) - set(METHODS)
     if unknown or not methods:
@@ -101,9 +102,9 @@ def run_methods(
         out["ledits_pp"] = result
     for name, mask in (extra_masks or {}).items():
         images, latents = decoded(mask)
-        m = (latents.new_tensor(0) + torch.as_tensor(mask, dtype=torch.float32, device=latents.device))
-        m = m.reshape(-1, *m.shape[-2:])
-        up = torch.nn.functional.interpolate(m[:, None], size=size, mode="nearest")[:, 0]
+        m = as_latent_mask(c, mask, inversion.latents)  # (B or 1, 1, h, w)
+        up = torch.nn.functional.interpolate(m, size=size, mode="nearest")[:, 0]  # each cell a block of pixels
+        m = m[:, 0]
         out[name] = MethodResult(method=name, mask=m, mask_image=up, image=images[0], images=images,
                                  masked_images=images, latents=latents)
     return out
