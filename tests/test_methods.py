@@ -234,6 +234,10 @@ def test_bad_inputs_fail_before_any_model_call(tiny_components, tiny_image):
         run_methods(c, tiny_image, SOURCE, TARGET, methods=("p2p",))
     with pytest.raises(ValueError, match="change a word"):
         cross_attention_mask(c, tiny_image, TARGET, TARGET)
+    with pytest.raises(ValueError, match="change a word"):  # before DiffEdit runs
+        run_methods(c, tiny_image, TARGET, TARGET, methods=("diffedit", "intersection"), **FAST)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        run_methods(c, tiny_image.resize((48, 48)), SOURCE, TARGET, **FAST)
     with pytest.raises(ValueError, match="multiples of 32"):
         ledits_pp(c, tiny_image.resize((40, 40)), SOURCE, TARGET)
     with pytest.raises(ValueError, match="cross_attention=True"):

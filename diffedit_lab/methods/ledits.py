@@ -92,6 +92,18 @@ def ledits_cross_attention_usable(c: Components, latent_size: tuple[int, int]) -
     return h % 4 == 0 and w % 4 == 0 and 4 in _cross_attention_scales(c.unet)
 
 
+def check_ledits_input(c: Components, image):
+    """The image as PIL if diffusers' LEDITS++ can take it with ``c``, else a clear error."""
+    if c.vae.dtype != c.dtype:
+        raise ValueError(f"LEDITS++ through diffusers needs the VAE and the UNet in one dtype (here {c.vae.dtype} and "
+                         f"{c.dtype}: its invert() feeds the VAE in the text encoder's dtype); load the components "
+                         "with dtype='float32'.")
+    img = load_image(image)
+    if img.width % 32 or img.height % 32:
+        raise ValueError(f"LEDITS++ needs image sides that are multiples of 32, got {img.size}; resize the image.")
+    return img
+
+
 @dataclass
 class LeditsMask:
     """LEDITS++'s masks: ``per_step`` (T, K, B, h, w) ``M_t^i`` of every step and concept (0/1);
@@ -168,14 +180,8 @@ def ledits_pp(
     reverse = [False] * len(concepts) if reverse is None else list(reverse)
     if not concepts or len(reverse) != len(concepts):
         raise ValueError(f"`concepts` must be a non-empty list and `reverse` as long, got {concepts!r}, {reverse!r}.")
-    if c.vae.dtype != c.dtype:
-        raise ValueError(f"LEDITS++ through diffusers needs the VAE and the UNet in one dtype (here {c.vae.dtype} and "
-                         f"{c.dtype}: its invert() feeds the VAE in the text encoder's dtype); load the components "
-                         "with dtype='float32'.")
-    img = load_image(image)
+    img = check_ledits_input(c, image)
     f = c.vae_scale_factor
-    if img.width % 32 or img.height % 32:
-        raise ValueError(f"LEDITS++ needs image sides that are multiples of 32, got {img.size}; resize the image.")
     latent_size = (img.height // f, img.width // f)
     usable = ledits_cross_attention_usable(c, latent_size)
     if cross_attention is None:

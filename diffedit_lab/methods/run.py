@@ -24,9 +24,9 @@ from ..denoise import as_latent_mask, masked_denoise
 from ..edit import EditSession
 from ..latents import decode
 from ..models import Components
-from .attention import ATTENTION_THRESHOLD, cross_attention_mask
+from .attention import ATTENTION_THRESHOLD, changed_token_positions, cross_attention_mask
 from .common import MethodResult, intersect_masks
-from .ledits import ledits_pp
+from .ledits import check_ledits_input, ledits_pp
 
 METHODS = ("diffedit", "cross_attention", "intersection", "ledits_pp")
 """The methods :func:`run_methods` knows, in the order of the tables."""
@@ -59,6 +59,10 @@ def run_methods(
     unknown = set(methods) - set(METHODS)
     if unknown or not methods:
         raise ValueError(f"unknown method(s) {sorted(unknown)}; choose among {list(METHODS)}.")
+    if {"cross_attention", "intersection"} & set(methods):  # bad texts fail here, before any model call
+        changed_token_positions(c.tokenizer, source, target)
+    if "ledits_pp" in methods:
+        check_ledits_input(c, image)
     session = EditSession(c, image)
     s = session.settings(**settings)
     need_diffedit = {"diffedit", "intersection"} & set(methods)
