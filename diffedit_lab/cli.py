@@ -22,6 +22,7 @@ The library is imported inside :func:`main`, after argument parsing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -225,6 +226,27 @@ def _say(args, message: str) -> None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Inside: the library's warnings about the input (``metrics.RoundTripWarning``) are printed
+    as one line, ``diffedit-lab: warning: …``, at the moment they are raised."""
+    import warnings
+
+    from diffedit_lab.metrics import RoundTripWarning
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, RoundTripWarning):
+                print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def _silence_libraries() -> None:
     """--quiet: no warnings or loading bars from diffusers / transformers either."""
     import warnings
@@ -254,6 +276,7 @@ def _check_device(device: str | None) -> None:
         raise CLIError(f"--device {device!r}: MPS is not available here")
 
 
+@_one_line_warnings()  # e.g. the VAE round trip of an image the model cannot represent
 def _run_edit(args) -> int:
     image_path = Path(args.image)
     if not image_path.exists():
