@@ -655,9 +655,10 @@ class Explorer(_App):
         heat = array_image(colormaps[viz.HEAT_CMAP](np.clip(d / max(float(d.max()), 1e-6), 0, 1))[..., :3])
         panel = 120
         tiles = [fit_display(rt.image, panel), fit_display(rt.reconstruction, panel), fit_display(heat, panel)]
-        titles = ["input (as the model sees it)", "VAE(input): the round trip", "|VAE(input) − input|"]
+        titles = ["input", "VAE(input)", "|VAE(input) − input|"]
         figure = _tiles_html(tiles, titles, panel)
-        verdict = (f"VAE round trip {rt.psnr:.1f} dB" + (" ✓" if rt.ok else f" — below {rt.threshold:g} dB")
+        verdict = (f"VAE round trip PSNR(input, VAE(input)) = {rt.psnr:.1f} dB"
+                   + (f" ✓ (a warning below {rt.threshold:g} dB)" if rt.ok else f" — below {rt.threshold:g} dB")
                    + (f" · {self.world_fit.line()}" if self.world_fit is not None else ""))
         lines = [f"<div style='font-size:12px'>{html.escape(verdict)}</div>"]
         warning = self.input_warning()
