@@ -530,7 +530,7 @@ def edit_differences(image, reconstruction, output, *, mask=None, title: str | N
     (the edit's), its border is drawn on both maps. Receives images; never calls the model."""
     b = to_rgb(output)
     a, r = _same_size(to_rgb(image), b), _same_size(to_rgb(reconstruction), b)
-    fig, axes = _figure(1, 5, width=PANEL * 5 + 1.2, height=PANEL + 0.9 + (0.35 if title else 0), suptitle=title)
+    fig, axes = _figure(1, 5, width=PANEL * 5 + 1.2, height=PANEL + 0.75 + (0.35 if title else 0), suptitle=title)
     for ax, img, name in zip(axes[0], (a, r, b), ("input", "VAE(input): the round trip", "output")):
         ax.imshow(img, interpolation="nearest")
         _image_axis(ax, name)
@@ -546,7 +546,7 @@ def edit_figure(image, result, *, true_mask=None, title: str | None = None, reco
     ``|output − VAE(input)|``, and what the autoencoder loses, ``|VAE(input) − input|``."""
     panels = 4 + (true_mask is not None) + (reconstruction is not None)
     suptitle = title or _edit_title(result)
-    height = PANEL + 0.9 + (0.35 if suptitle else 0) if reconstruction is not None else None
+    height = PANEL + 0.75 + (0.35 if suptitle else 0) if reconstruction is not None else None
     fig, axes = _figure(1, panels, width=PANEL * panels + 0.6, height=height, suptitle=suptitle)
     b = to_rgb(result.image)
     a = _same_size(to_rgb(image), b)
