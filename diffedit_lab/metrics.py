@@ -289,10 +289,14 @@ def representability(c, image, *, latents=None) -> RoundTrip:
     (``EditSession.z0``), which saves the encoding. One VAE decode (and encode)."""
     from .latents import decode, encode, image_to_tensor, load_image
 
-    x = image_to_tensor(c, image)[:1]
+    with warnings.catch_warnings():  # the encoding of the edit itself has said it already
+        warnings.simplefilter("ignore")
+        x = image_to_tensor(c, image)[:1]
     z = encode(c, x) if latents is None else latents[:1]
     recon = decode(c, z)[0]
     seen = load_image(x[0])
+    if seen.size != recon.size:  # ``latents`` of the image as fitted by the caller
+        seen = seen.resize(recon.size, resample=Image.LANCZOS)
     psnr = float(background_psnr(np.asarray(seen), np.asarray(recon)))
     builtin = is_builtin(c)
     return RoundTrip(seen, recon, psnr, ROUNDTRIP_PSNR_MIN_BUILTIN if builtin else ROUNDTRIP_PSNR_MIN, builtin)

@@ -336,7 +336,8 @@ class Explorer(_App):
     upload), ``.scored_edit`` and ``.true_mask`` (the edit the texts describe and its true region,
     or ``None`` — then nothing is scored), ``.roundtrip`` (``metrics.RoundTrip`` of the input),
     ``.world_fit`` (``toy.representable.WorldFit``, built-in model only), ``.mask`` (the
-    ``MaskResult`` at the current κ, τ), ``.result`` (the last ``EditResult``); counters ``.mask_computations`` (mask requests: κ and τ never make one),
+    ``MaskResult`` at the current κ, τ), ``.result`` (the last ``EditResult``); counters
+    ``.mask_computations`` (mask requests: κ and τ never make one),
     ``.inversions`` (DDIM encodings computed), ``.runs``. The model work goes through an
     :class:`~diffedit_lab.EditSession` per image (``.session()``), so going back to earlier
     settings is free.
