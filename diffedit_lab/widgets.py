@@ -535,7 +535,10 @@ class Explorer(_App):
     def _draw_input(self) -> None:
         if self.image is not None:
             show(self.mask_output, fit_display(self.image, 160))
-        self._set_status("type a target text Q" if not self.controls["target"].value.strip() else "")
+        if not self.controls["target"].value.strip():
+            self._set_status("type a target text Q")
+        else:
+            self._set_status(self.no_score_line() if self.reading is not None and not self.reading else "")
 
     # ----------------------------------------------------------------- edit
 

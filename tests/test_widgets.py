@@ -369,3 +369,10 @@ def test_explorer_warns_on_an_upload_the_model_cannot_represent(tiny_components)
     assert "diffedit-warning" in html_of(app.input_output) and app.world_fit is None
     app.run_button.click()
     assert f"⚠ {warning}" in html.unescape(app.status.value)
+
+
+def test_explorer_without_auto_mask_still_says_when_nothing_is_scored(tiny_components):
+    app = widgets.explorer(tiny_components, scene=0, settings=SMALL, auto_mask=False)
+    assert app.mask is None and np.array_equal(app.true_mask, app.edit_spec.mask)
+    app.controls["target"].value = "a yellow star"
+    assert app.true_mask is None and "no true mask for this text" in app.status.value
