@@ -24,6 +24,7 @@ from .inputs import check_text
 from .inversion import Inversion, ddim_invert
 from .latents import decode, encode, encode_prompt, is_latents, make_generator
 from .mask import MaskResult, mask_draws, mask_from_draws
+from .metrics import warn_if_unrepresentable
 from .models import Components
 
 LIBRARY_DEFAULTS = dict(
@@ -96,8 +97,13 @@ def edit(
 
     ``image``: image(s) or latents. The latents are the VAE mean (deterministic); ``seed``
     drives the mask's noise draws, the only randomness. ``None`` settings: see the module doc.
+    An image the model's VAE cannot represent (round trip below ``metrics.ROUNDTRIP_PSNR_MIN``)
+    gets a one-line ``metrics.RoundTripWarning`` before the work starts.
     """
-    return EditSession(c, image).run(
+    session = EditSession(c, image)
+    if not is_latents(c, image):
+        warn_if_unrepresentable(c, image, latents=session.z0)
+    return session.run(
         source, target, n=n, mask_strength=mask_strength, clamp_ratio=clamp_ratio, threshold=threshold,
         fill_holes=fill_holes, strength=strength, steps=steps, guidance=guidance, inversion_prompt=inversion_prompt,
         inversion_guidance=inversion_guidance, seed=seed, progress=progress,

@@ -10,11 +10,17 @@ brought to [0, 1]). A batch gives a (B,) array; a single item gives a float.
   (and channels) outside the region dilated by ``dilate`` px.
 - ``background_ssim``: SSIM (Wang et al., 2004) with a Gaussian window whose statistics are
   taken over the outside pixels only, averaged over the outside pixels (:func:`ssim_map`).
+- ``roundtrip_psnr``: how well the model's autoencoder can represent an image at all,
+  ``PSNR(x, D(E(x)))`` — the ceiling of every "keep the background" figure (:func:`representability`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -215,3 +221,96 @@ def background_ssim(x: Any, y: Any, region: Any = None, dilate: int = 2, sigma: 
     n = keep.sum((1, 2))
     total = (ssim_map(a, b, keep, sigma, radius) * keep).sum((1, 2))
     return _out(np.where(n > 0, total / np.maximum(n, 1), np.nan), batched)
+
+
+# --------------------------------------------------------------------------- representability
+
+ROUNDTRIP_PSNR_MIN = 16.0
+"""dB. Below this VAE round-trip PSNR a real checkpoint cannot keep the image: Stable Diffusion's
+kl-f8 VAE scores 23.4 ± 3.8 dB on COCO 2017 (256², 5000 images; stabilityai/sd-vae-ft-mse's model
+card), so 16 dB is about two standard deviations below an ordinary photograph."""
+
+ROUNDTRIP_PSNR_MIN_BUILTIN = 25.0
+"""dB, the same for the built-in toy model. Measured (``python -m diffedit_lab.toy.representable``):
+its round trip of shapes-world scenes is 28.2–35 dB (60 scenes: min 28.2, 5th percentile 29.9,
+median 31.7); of images out of its world 7–24 dB — a sky gradient with sun and grass 13.2, a
+purple star 15.5, pure red and blue shapes on white 18.1, a scene 15 % darker 15.9, a scene
+with red and blue swapped 24.0. 25 dB leaves 3 dB below the worst in-world scene."""
+
+NOTEBOOK_REAL_MODELS = "notebooks/06_real_models.ipynb"
+
+
+class RoundTripWarning(UserWarning):
+    """The model's autoencoder cannot represent the input image well (:func:`representability`)."""
+
+
+def is_builtin(c) -> bool:
+    """Whether ``c`` is the shipped toy model (loaded from ``models.DEFAULT_MODEL_DIR``)."""
+    from .models import DEFAULT_MODEL_DIR
+
+    where = getattr(getattr(c.vae, "config", None), "_name_or_path", None) or ""
+    try:
+        return bool(where) and Path(where).resolve() == DEFAULT_MODEL_DIR.resolve()
+    except OSError:
+        return False
+
+
+@dataclass
+class RoundTrip:
+    """An image and its VAE round trip ``D(E(x))``: ``image`` and ``reconstruction`` (PIL, the
+    size the model sees), ``psnr`` = ``PSNR(x, D(E(x)))`` in dB, ``threshold`` (dB) and
+    ``builtin`` (the toy model, whose threshold and advice differ)."""
+
+    image: Image.Image
+    reconstruction: Image.Image
+    psnr: float
+    threshold: float
+    builtin: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.psnr < self.threshold
+
+    def warning(self) -> str | None:
+        """One line when the PSNR is below the threshold (saying what to do), else None."""
+        if self.ok:
+            return None
+        head = (f"the model's autoencoder reproduces this image at only {self.psnr:.1f} dB "
+                f"(below {self.threshold:g} dB): ")
+        if self.builtin:
+            return head + ("it is far from the shapes world the built-in toy model knows, so no edit can keep "
+                           f"the rest of it — use a real checkpoint ({NOTEBOOK_REAL_MODELS}).")
+        return head + "no edit can keep the rest of the image closer than that."
+
+
+def representability(c, image, *, latents=None) -> RoundTrip:
+    """``x̂ = D(E(x))`` and ``PSNR(x, x̂) = 10 · log10(1 / MSE)`` (pixels in [0, 1]) for ``image``
+    as the model sees it (``latents.image_to_tensor``). ``latents``: ``E(x)`` if already computed
+    (``EditSession.z0``), which saves the encoding. One VAE decode (and encode)."""
+    from .latents import decode, encode, image_to_tensor, load_image
+
+    with warnings.catch_warnings():  # the encoding of the edit itself has said it already
+        warnings.simplefilter("ignore")
+        x = image_to_tensor(c, image)[:1]
+    z = encode(c, x) if latents is None else latents[:1]
+    recon = decode(c, z)[0]
+    seen = load_image(x[0])
+    if seen.size != recon.size:  # ``latents`` of the image as fitted by the caller
+        seen = seen.resize(recon.size, resample=Image.LANCZOS)
+    psnr = float(background_psnr(np.asarray(seen), np.asarray(recon)))
+    builtin = is_builtin(c)
+    return RoundTrip(seen, recon, psnr, ROUNDTRIP_PSNR_MIN_BUILTIN if builtin else ROUNDTRIP_PSNR_MIN, builtin)
+
+
+def roundtrip_psnr(c, image, *, latents=None) -> float:
+    """``PSNR(x, D(E(x)))`` in dB: how well the model's VAE represents ``image`` (:func:`representability`)."""
+    return representability(c, image, latents=latents).psnr
+
+
+def warn_if_unrepresentable(c, image, *, latents=None, stacklevel: int = 3) -> RoundTrip:
+    """:func:`representability`, and a :class:`RoundTripWarning` (one line) when it is below the
+    threshold."""
+    rt = representability(c, image, latents=latents)
+    if not rt.ok:
+        warnings.warn(rt.warning(), RoundTripWarning, stacklevel=stacklevel)
+    return rt

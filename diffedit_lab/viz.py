@@ -477,27 +477,92 @@ def curves(x, ys: Mapping[str, Sequence[float]], *, xlabel: str = "", ylabel: st
     return ax.figure
 
 
-def edit_figure(image, result, *, true_mask=None, title: str | None = None) -> Figure:
+def _same_size(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a`` resized to ``b``'s size if they differ (an input resized to fit the VAE)."""
+    if a.shape == b.shape:
+        return a
+    from PIL import Image
+
+    img = Image.fromarray((a * 255).round().astype(np.uint8)).resize((b.shape[1], b.shape[0]), Image.LANCZOS)
+    return np.asarray(img, np.float32) / 255
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def difference_maps(image, reconstruction, output) -> tuple[np.ndarray, np.ndarray]:
+    """``(|output − VAE(input)|, |VAE(input) − input|)``, each (H, W), mean over RGB in [0, 1].
+
+    An edited image is ``D(z0')``; its input is ``x``; the VAE alone gives ``x̂ = D(E(x))``. Then
+    ``output − x = (output − x̂) + (x̂ − x)``: the first term is what the edit did (the masked
+    denoising — zero where the mask kept the encoded latent, up to the DDIM round trip), the
+    second what the autoencoder loses whatever the edit. ``|output − input|`` mixes the two."""
+    b = to_rgb(output)
+    a = _same_size(to_rgb(image), b)
+    r = _same_size(to_rgb(reconstruction), b)
+    return np.abs(b - r).mean(2), np.abs(r - a).mean(2)
+
+
+def _difference_panels(fig, ax_edit, ax_vae, a, r, b, mask=None) -> None:
+    """The two maps of :func:`difference_maps` on one colour scale, with their figures."""
+    d_edit, d_vae = np.abs(b - r).mean(2), np.abs(r - a).mean(2)
+    vmax = max(float(d_edit.max()), float(d_vae.max()), 1e-6)
+    sub = "what the edit did\n|output − VAE(input)|"
+    m = None
+    if mask is not None:
+        m = resize_mask(mask, (a.shape[1], a.shape[0]))
+        if (~m).any():
+            sub += f"\nmean outside the mask {float(d_edit[~m].mean()):.3f}"
+    _show_map(fig, ax_edit, d_edit, cmap=HEAT_CMAP, vmin=0, vmax=vmax, title=sub)
+    _show_map(fig, ax_vae, d_vae, cmap=HEAT_CMAP, vmin=0, vmax=vmax,
+              title=f"what the autoencoder loses\n|VAE(input) − input|\nround trip {_psnr(a, r):.1f} dB")
+    if m is not None:
+        for ax in (ax_edit, ax_vae):
+            ax.contour(m.astype(float), levels=[0.5], colors=["cyan"], linewidths=1)
+
+
+def edit_differences(image, reconstruction, output, *, mask=None, title: str | None = None) -> Figure:
+    """Edit drift and autoencoder loss apart: input, ``VAE(input)`` (the round trip ``D(E(x))``),
+    output, then ``|output − VAE(input)|`` (what the edit did) beside ``|VAE(input) − input|``
+    (what the autoencoder loses), on one colour scale (:func:`difference_maps`). With ``mask``
+    (the edit's), its border is drawn on both maps. Receives images; never calls the model."""
+    b = to_rgb(output)
+    a, r = _same_size(to_rgb(image), b), _same_size(to_rgb(reconstruction), b)
+    fig, axes = _figure(1, 5, width=PANEL * 5 + 1.2, height=PANEL + 0.75 + (0.35 if title else 0), suptitle=title)
+    for ax, img, name in zip(axes[0], (a, r, b), ("input", "VAE(input): the round trip", "output")):
+        ax.imshow(img, interpolation="nearest")
+        _image_axis(ax, name)
+    _difference_panels(fig, axes[0, 3], axes[0, 4], a, r, b, mask)
+    return fig
+
+
+def edit_figure(image, result, *, true_mask=None, title: str | None = None, reconstruction=None) -> Figure:
     """An edit at a glance: input, mask over the input, output, and ``|output − input|``
     (then the mask against the true mask, if given). ``result``: an ``EditResult`` (or anything
-    with ``.image`` and ``.mask``)."""
-    panels = 4 + (true_mask is not None)
-    fig, axes = _figure(1, panels, width=PANEL * panels + 0.6, suptitle=title or _edit_title(result))
-    a = to_rgb(image)
+    with ``.image`` and ``.mask``). With ``reconstruction`` (the input's VAE round trip
+    ``D(E(x))``), the difference is split in two (:func:`edit_differences`): what the edit did,
+    ``|output − VAE(input)|``, and what the autoencoder loses, ``|VAE(input) − input|``."""
+    panels = 4 + (true_mask is not None) + (reconstruction is not None)
+    suptitle = title or _edit_title(result)
+    height = PANEL + 0.75 + (0.35 if suptitle else 0) if reconstruction is not None else None
+    fig, axes = _figure(1, panels, width=PANEL * panels + 0.6, height=height, suptitle=suptitle)
     b = to_rgb(result.image)
-    if a.shape != b.shape:  # the input was resized to fit the VAE
-        from PIL import Image
-
-        a = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize((b.shape[1], b.shape[0])), np.float32) / 255
+    a = _same_size(to_rgb(image), b)
     axes[0, 0].imshow(a, interpolation="nearest")
     _image_axis(axes[0, 0], "input")
     mask_overlay(a, result.mask, title="mask", ax=axes[0, 1])
     axes[0, 2].imshow(b, interpolation="nearest")
     _image_axis(axes[0, 2], "output")
-    d = np.abs(b - a).mean(2)
-    _show_map(fig, axes[0, 3], d, cmap=HEAT_CMAP, vmin=0, vmax=max(float(d.max()), 1e-6), title="|output − input|")
+    if reconstruction is None:
+        d = np.abs(b - a).mean(2)
+        _show_map(fig, axes[0, 3], d, cmap=HEAT_CMAP, vmin=0, vmax=max(float(d.max()), 1e-6),
+                  title="|output − input|")
+    else:
+        _difference_panels(fig, axes[0, 3], axes[0, 4], a, _same_size(to_rgb(reconstruction), b), b)
     if true_mask is not None:
-        _comparison(axes[0, 4], result.mask, true_mask, a)
+        _comparison(axes[0, panels - 1], result.mask, true_mask, a)
     return fig
 
 

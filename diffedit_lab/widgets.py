@@ -5,7 +5,10 @@
   model call) and redraws the map → mask → overlay figure.
 * :func:`explorer` — the whole edit: a toy scene (by seed) or an uploaded image, the two texts,
   the mask settings (the overlay follows the clamp ratio and threshold live), the encoding and
-  decoding settings, and a Run button with a progress bar.
+  decoding settings, and a Run button with a progress bar. Beside the input, its VAE round trip
+  and PSNR (a warning when the model cannot represent it); the "true mask", its IoU and the toy
+  checker follow the texts as typed (:mod:`diffedit_lab.toy.texts`); the edit's difference is
+  shown split in what the edit did and what the autoencoder loses.
 
 Figures are drawn with :mod:`diffedit_lab.viz` into PNGs and put in ``Output`` widgets by
 replacing their ``outputs`` in one assignment (the same effect as ``clear_output(wait=True)``
@@ -277,6 +280,27 @@ def fit_display(image, side: int):
     return img.resize((side, round(side * img.size[1] / img.size[0])), resample=Image.NEAREST)
 
 
+def array_image(rgb: np.ndarray):
+    """An (H, W, 3) float array in [0, 1] as a PIL image."""
+    from PIL import Image
+
+    return Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8))
+
+
+def _tiles_html(images, titles, panel: int) -> str:
+    """PIL images side by side, each with its title above, as HTML (no matplotlib: milliseconds)."""
+    import html
+
+    cells = []
+    for img, title in zip(images, titles):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        cells.append(f"<div style='width:{panel}px'><div style='font-size:11px;text-align:center'>"
+                     f"{html.escape(title)}</div><img src='{src}' alt='{html.escape(title)}' width='{panel}'/></div>")
+    return f"<div style='display:flex;gap:6px'>{''.join(cells)}</div>"
+
+
 def uploaded_image(value):
     """The first file of a ``FileUpload`` value (ipywidgets 8: a tuple of dicts; 7: a dict) as a PIL image."""
     files = list(value.values()) if isinstance(value, dict) else list(value or ())
@@ -293,9 +317,14 @@ class Explorer(_App):
     ``.controls``: ``scene``, ``kind``, ``upload``, ``source``, ``target``, ``n``,
     ``mask_strength``, ``seed``, ``clamp_ratio``, ``threshold``, ``strength``, ``steps``,
     ``guidance``; ``.run_button``, ``.progress``, ``.status``; ``.mask_output`` (the live mask)
-    and ``.output`` (the edit). State: ``.image``, ``.edit_spec`` (the toy edit, or ``None`` for
-    an upload), ``.mask`` (the ``MaskResult`` at the current κ, τ), ``.result`` (the last
-    ``EditResult``); counters ``.mask_computations`` (mask requests: κ and τ never make one),
+    and ``.output`` (the edit); ``.input_output`` (the input, its VAE round trip and the warning).
+    State: ``.image``, ``.edit_spec`` (the toy scene's edit, or ``None`` for an upload),
+    ``.reading`` (what the typed texts say about the scene: ``toy.texts.Reading``; ``None`` for an
+    upload), ``.scored_edit`` and ``.true_mask`` (the edit the texts describe and its true region,
+    or ``None`` — then nothing is scored), ``.roundtrip`` (``metrics.RoundTrip`` of the input),
+    ``.world_fit`` (``toy.representable.WorldFit``, built-in model only), ``.mask`` (the
+    ``MaskResult`` at the current κ, τ), ``.result`` (the last ``EditResult``); counters
+    ``.mask_computations`` (mask requests: κ and τ never make one),
     ``.inversions`` (DDIM encodings computed), ``.runs``. The model work goes through an
     :class:`~diffedit_lab.EditSession` per image (``.session()``), so going back to earlier
     settings is free.
@@ -311,7 +340,11 @@ class Explorer(_App):
         self._session = None
         self._inverted = set()  # (image, r, steps) already DDIM-encoded in a session
         self.edit_spec = None
+        self.reading = None
+        self.scored_edit = None
         self.true_mask = None
+        self.roundtrip = None
+        self.world_fit = None
         self._mask_base = None  # MaskResult as computed (before re-thresholding)
         self.mask = None
         self.result = None
@@ -350,6 +383,7 @@ class Explorer(_App):
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="240px"))
         self.status = W.HTML()
         self.mask_output = W.Output()
+        self.input_output = W.Output()
         self.output = W.Output()
         ctl = self.controls
 
@@ -367,6 +401,7 @@ class Explorer(_App):
         self.widget = W.VBox([
             head,
             W.HBox([ctl["scene"], ctl["kind"], ctl["upload"]]),
+            self.input_output,
             W.HBox([ctl["source"], ctl["target"]]),
             W.HTML("<b>1 · mask</b> (a model call when these change)"),
             W.HBox([ctl["n"], ctl["mask_strength"], ctl["seed"]]),
@@ -418,6 +453,8 @@ class Explorer(_App):
     def _set_inputs(self, image, true_mask, source, target) -> None:
         self.image = image
         self.true_mask = true_mask
+        self.scored_edit = self.edit_spec
+        self.reading = None
         self._session = None
         self._mask_base = self.mask = None
         self.result = None
@@ -428,6 +465,7 @@ class Explorer(_App):
         finally:
             self._quiet = False
         show(self.output)
+        self._show_representation()
         self._on_mask_input()
 
     # ----------------------------------------------------------------- mask
@@ -435,6 +473,7 @@ class Explorer(_App):
     def _on_mask_input(self) -> None:
         if self._quiet:
             return
+        self._score_texts()
         self._mask_base = self.mask = None
         if self.auto_mask and self.controls["target"].value.strip():
             self.compute_mask()
@@ -476,12 +515,17 @@ class Explorer(_App):
         text = f"mask: {float(self.mask.mask[0].mean()):.0%} of the image"
         if self.true_mask is not None:
             text += f", IoU with the true mask {_iou(self.mask, self.true_mask):.2f}"
+        elif self.reading is not None:
+            text += f" · {self.no_score_line()}"
         self._set_status(text + " — press Run edit")
 
     def _draw_input(self) -> None:
         if self.image is not None:
             show(self.mask_output, fit_display(self.image, 160))
-        self._set_status("type a target text Q" if not self.controls["target"].value.strip() else "")
+        if not self.controls["target"].value.strip():
+            self._set_status("type a target text Q")
+        else:
+            self._set_status(self.no_score_line() if self.reading is not None and not self.reading else "")
 
     # ----------------------------------------------------------------- edit
 
@@ -527,15 +571,98 @@ class Explorer(_App):
         self.result = EditResult(image=images[0], images=images, mask=self.mask, inversion=inversion,
                                  latents=out.latents, trajectory=out.trajectory, settings=settings)
         self.runs += 1
-        lines = [f"edit {self.runs} done in {time.perf_counter() - t0:.1f} s"]
-        if self.edit_spec is not None:
+        self._show_result(time.perf_counter() - t0)
+        return self.result
+
+    # ----------------------------------------------------------------- what is shown of an edit
+
+    def _show_result(self, seconds: float) -> None:
+        """The edit figure (the difference split in what the edit did and what the autoencoder
+        loses), the checker's verdict on the edit the texts describe, and the input's warning."""
+        lines = [f"edit {self.runs} done in {seconds:.1f} s"]
+        if self.scored_edit is not None:
             from .toy.checker import check_edit
 
-            made, kept = check_edit(self.result.image, self.edit_spec)
+            made, kept = check_edit(self.result.image, self.scored_edit)
             lines.append(f"toy checker: target object {'✓' if made else '✗'}, other object kept {'✓' if kept else '✗'}")
-        show(self.output, viz.edit_figure(self.image, self.result, true_mask=self.true_mask), " · ".join(lines))
+        elif self.reading is not None:
+            lines.append(f"toy checker: {self.no_score_line()}")
+        warning = self.input_warning()
+        if warning:
+            lines.append(f"⚠ {warning}")
+        recon = self.roundtrip.reconstruction if self.roundtrip is not None else None
+        figure = viz.edit_figure(self.image, self.result, true_mask=self.true_mask, reconstruction=recon)
+        show(self.output, figure, "\n".join(filter(None, [self.difference_line(), " · ".join(lines)])))
         self._set_status(" · ".join(lines))
-        return self.result
+
+    def difference_line(self) -> str | None:
+        """One line on the last edit's two difference images (means over the image and outside the mask)."""
+        if self.result is None or self.roundtrip is None:
+            return None
+        d_edit, d_vae = viz.difference_maps(self.image, self.roundtrip.reconstruction, self.result.image)
+        keep = ~viz.resize_mask(self.result.mask, (d_edit.shape[1], d_edit.shape[0]))
+        out = (lambda d: float(d[keep].mean())) if keep.any() else (lambda d: float("nan"))
+        return (f"difference images — what the edit did, |output − VAE(input)|: mean {out(d_edit):.3f} outside "
+                f"the mask; what the autoencoder loses, |VAE(input) − input|: mean {out(d_vae):.3f} outside "
+                f"the mask (round trip {self.roundtrip.psnr:.1f} dB)")
+
+    # ----------------------------------------------------------------- scores that follow the texts
+
+    def _score_texts(self) -> None:
+        """The true mask and the checker's edit follow the texts as typed (``toy.texts.read_edit``):
+        the edit they describe on the scene, or none (then nothing is scored)."""
+        if self.edit_spec is None:
+            return
+        from .toy.texts import read_edit
+
+        self.reading = read_edit(self.edit_spec, self.controls["source"].value, self.controls["target"].value)
+        self.scored_edit = self.reading.edit
+        self.true_mask = None if self.scored_edit is None else self.scored_edit.mask
+
+    def no_score_line(self) -> str:
+        """Why the current texts are not scored, in one line."""
+        why = f" ({self.reading.reason})" if self.reading is not None and self.reading.reason else ""
+        return f"no true mask for this text{why}"
+
+    # ----------------------------------------------------------------- can the model represent the input?
+
+    def _show_representation(self) -> None:
+        """The input, its VAE round trip ``D(E(x))`` and their difference, with the round-trip PSNR;
+        a warning below the threshold (``metrics.representability``); for the built-in model, how
+        far the image is from the shapes world (``toy.representable.world_fit``)."""
+        import html
+
+        from .metrics import representability
+
+        self.roundtrip = rt = representability(self.components(), self.image, latents=self.session().z0)
+        self.world_fit = None
+        if rt.builtin:
+            from .toy.representable import world_fit
+
+            self.world_fit = world_fit(rt.image)
+        d = np.abs(np.asarray(rt.reconstruction, np.float32) - np.asarray(rt.image, np.float32)).mean(2) / 255
+        from matplotlib import colormaps
+
+        heat = array_image(colormaps[viz.HEAT_CMAP](np.clip(d / max(float(d.max()), 1e-6), 0, 1))[..., :3])
+        panel = 120
+        tiles = [fit_display(rt.image, panel), fit_display(rt.reconstruction, panel), fit_display(heat, panel)]
+        titles = ["input", "VAE(input)", "|VAE(input) − input|"]
+        figure = _tiles_html(tiles, titles, panel)
+        verdict = (f"VAE round trip PSNR(input, VAE(input)) = {rt.psnr:.1f} dB"
+                   + (f" ✓ (a warning below {rt.threshold:g} dB)" if rt.ok else f" — below {rt.threshold:g} dB")
+                   + (f" · {self.world_fit.line()}" if self.world_fit is not None else ""))
+        lines = [f"<div style='font-size:12px'>{html.escape(verdict)}</div>"]
+        warning = self.input_warning()
+        if warning:
+            lines.append(f"<div class='diffedit-warning' style='color:#8a4b00;font-weight:bold'>⚠ "
+                         f"{html.escape(warning)}</div>")
+        body = f"<div>{figure}{''.join(lines)}</div>"
+        show(self.input_output, {"output_type": "display_data", "metadata": {},
+                                 "data": {"text/html": body, "text/plain": verdict + (f"\n⚠ {warning}" if warning else "")}})
+
+    def input_warning(self) -> str | None:
+        """The round-trip warning of the current input (one line, saying what to do), or None."""
+        return None if self.roundtrip is None else self.roundtrip.warning()
 
 
 def explorer(c=None, **kwargs) -> Explorer:

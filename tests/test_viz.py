@@ -214,3 +214,45 @@ def test_edit_figure(rgb, mask_result):
     fig = rendered(viz.edit_figure(rgb, Result(), true_mask=truth))
     assert [ax.get_title() for ax in image_axes(fig)][:4] == ["input", "mask", "output", "|output − input|"]
     assert "blue square" in fig._suptitle.get_text()
+
+
+# --------------------------------------------------------------------------- edit drift vs VAE loss
+
+
+def test_difference_maps_split_the_difference():
+    """|output − input| ≤ |output − VAE(input)| + |VAE(input) − input|, and each term is its own."""
+    from diffedit_lab import viz
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 16, 3)).astype(np.float32) / 255  # images are read as 8-bit pixels
+    recon = np.clip(x + np.round(rng.normal(0, 12, x.shape)) / 255, 0, 1).astype(np.float32)
+    out = recon.copy()
+    out[4:8, 4:8] = 0.0  # the edit changed one block only
+    d_edit, d_vae = viz.difference_maps(x, recon, out)
+    assert d_edit[~np.pad(np.ones((4, 4), bool), ((4, 8), (4, 8)))].max() == pytest.approx(0, abs=1e-6)
+    assert d_edit[4:8, 4:8].min() > 0
+    assert np.allclose(d_vae, np.abs(recon - x).mean(2), atol=1e-5)
+    total = np.abs(out - x).mean(2)
+    assert (total <= d_edit + d_vae + 1e-6).all()
+
+
+def test_edit_differences_and_edit_figure_with_reconstruction():
+    from types import SimpleNamespace
+
+    from diffedit_lab import viz
+
+    x = np.full((16, 16, 3), 0.9, np.float32)
+    recon = x * 0.95
+    out = recon.copy()
+    out[2:6, 2:6] = (1.0, 0.0, 0.0)
+    mask = np.zeros((16, 16), bool)
+    mask[2:6, 2:6] = True
+    fig = viz.edit_differences(x, recon, out, mask=mask, title="t")
+    titles = " | ".join(ax.get_title() for ax in fig.axes)
+    assert "what the edit did" in titles and "what the autoencoder loses" in titles and "round trip" in titles
+    assert "mean outside the mask 0.000" in titles
+    result = SimpleNamespace(image=out, mask=mask)
+    fig = viz.edit_figure(x, result, reconstruction=recon)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("what the edit did" in t for t in titles) and not any(t == "|output − input|" for t in titles)
+    assert any(t == "|output − input|" for t in (ax.get_title() for ax in viz.edit_figure(x, result).axes))

@@ -4,6 +4,7 @@ over its range, click every button; outputs change, nothing raises, errors land 
 from __future__ import annotations
 
 import datetime
+import html
 import io
 
 import matplotlib
@@ -298,3 +299,80 @@ def test_fit_to_model(tiny_components):
     assert out.mode == "RGB" and out.size == (32, 32)
     assert widgets.fit_to_model(tiny_components, img, side=16).size == (16, 16)
     assert widgets.uploaded_image(()) is None
+
+
+# --------------------------------------------------------------------------- off the script (issue 17)
+
+
+def html_of(out) -> str:
+    return "".join(o.get("data", {}).get("text/html", "") + o.get("text", "") for o in out.outputs)
+
+
+@pytest.fixture()
+def scene0(tiny_components):
+    app = widgets.explorer(tiny_components, scene=0, settings=SMALL)  # a green square and a yellow square
+    assert app.edit_spec.source == "a green square and a yellow square" and app.edit_spec.index == 1
+    return app
+
+
+def test_explorer_scores_the_texts_as_typed(scene0):
+    app, spec = scene0, scene0.edit_spec
+    assert np.array_equal(app.true_mask, spec.mask) and "IoU with the true mask" in app.status.value
+    # a target the world cannot score: no true mask, no IoU, no checker verdict
+    app.controls["target"].value = "a purple star and a yellow square"
+    assert app.true_mask is None and app.scored_edit is None and not app.reading
+    assert "no true mask for this text" in app.status.value and "IoU" not in app.status.value
+    assert "purple" in app.status.value
+    assert "vs true mask" not in html_of(app.mask_output)
+    app.run_button.click()
+    assert app.last_error is None, app.last_traceback
+    assert "toy checker: no true mask for this text" in app.output.outputs[-1]["text"]
+    # another object: the green square becomes blue — scored against the green square
+    app.controls["target"].value = "a blue square and a yellow square"
+    assert app.scored_edit.index == 0 and np.array_equal(app.true_mask, spec.scene.masks[0])
+    assert "IoU with the true mask" in app.status.value and "vs true mask" in html_of(app.mask_output)
+    iou = mask_iou(app.mask.upsampled(spec.mask.shape[::-1])[0], spec.scene.masks[0])
+    assert f"IoU with the true mask {iou:.2f}" in app.status.value
+    app.run_button.click()
+    text = app.output.outputs[-1]["text"]
+    assert "toy checker: target object" in text and "no true mask" not in text
+    # back to another scene: its own edit again
+    app.controls["scene"].value = 5
+    assert np.array_equal(app.true_mask, app.edit_spec.mask) and app.scored_edit.target == app.edit_spec.target
+
+
+def test_explorer_shows_the_round_trip_and_split_differences(app):
+    rt = app.roundtrip
+    assert rt is not None and np.asarray(rt.reconstruction).shape == np.asarray(app.image).shape
+    shown = html_of(app.input_output)
+    assert f"{rt.psnr:.1f} dB" in shown and "alt='VAE(input)'" in shown
+    app.run_button.click()
+    assert app.last_error is None, app.last_traceback
+    text = app.output.outputs[-1]["text"]
+    assert "what the edit did, |output − VAE(input)|" in text and "what the autoencoder loses" in text
+    from diffedit_lab import viz
+
+    d_edit, d_vae = viz.difference_maps(app.image, rt.reconstruction, app.result.image)
+    keep = ~viz.resize_mask(app.result.mask, d_edit.shape[::-1])
+    assert f"mean {float(d_edit[keep].mean()):.3f} outside" in text
+    assert f"mean {float(d_vae[keep].mean()):.3f} outside" in text
+
+
+def test_explorer_warns_on_an_upload_the_model_cannot_represent(tiny_components):
+    """The tiny *random* model represents nothing (a real-checkpoint stand-in): the figure and a
+    warning with no toy-specific advice."""
+    from diffedit_lab.toy.representable import sky_picture
+
+    app = widgets.explorer(tiny_components, image=sky_picture(), target="a red circle", settings=SMALL)
+    warning = app.input_warning()
+    assert warning and f"{app.roundtrip.psnr:.1f} dB" in warning and "notebook" not in warning
+    assert "diffedit-warning" in html_of(app.input_output) and app.world_fit is None
+    app.run_button.click()
+    assert f"⚠ {warning}" in html.unescape(app.status.value)
+
+
+def test_explorer_without_auto_mask_still_says_when_nothing_is_scored(tiny_components):
+    app = widgets.explorer(tiny_components, scene=0, settings=SMALL, auto_mask=False)
+    assert app.mask is None and np.array_equal(app.true_mask, app.edit_spec.mask)
+    app.controls["target"].value = "a yellow star"
+    assert app.true_mask is None and "no true mask for this text" in app.status.value

@@ -1,0 +1,255 @@
+"""Which edit do two texts describe? Captions read with the shapes world's own words.
+
+A student who leaves the script types texts of their own: "a purple star and a yellow
+square", or "a blue square" for a scene "a green square and a yellow square". To score the
+edit honestly (true region, IoU, pixel checker) the explorer must know *which* object the
+texts change and into what — or that the world cannot say.
+
+**Reading a text** (:func:`parse`). Words are lower-case runs of letters. The vocabulary is
+the world's public word lists — ``world.SHAPES``, ``world.COLOURS`` and, where the world has
+them, ``world.SIZES`` and ``world.BACKGROUNDS`` — plus ``world.WORDS`` (the glue words "a",
+"and", …). An object is ``[size] colour shape``; a background word anywhere names the
+background. Any other word is *unknown*.
+
+**Reading an edit** (:func:`read_edit`), given the scene (its objects, left to right):
+
+* a target naming as many objects as the scene: object ``k`` of the target is object ``k``
+  of the scene (captions name objects left to right);
+* a target naming fewer objects (e.g. "a blue square"): the source says which object it
+  replaces when it names as many objects ("a green square" → "a blue square": the scene's one
+  green square); with no usable source, the one scene object that differs from the target in
+  a single attribute.
+
+The texts describe an edit the world can score when exactly one object changes exactly one
+attribute the world draws (a field of ``world.Obj``: colour, shape, …) to a value of its word
+list. Then the edit is rebuilt like ``world.make_edit`` builds its own: the target scene is
+rendered, and the true region is the union of the object before and after,
+``T = M_before ∪ M_after`` (for a colour change, the object itself). Otherwise — an unknown
+word, two changes, nothing changed, an added object, an ambiguous object — there is no true
+mask, and :class:`Reading` says why in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import world
+
+ATTRIBUTES = ("colour", "shape", "size")
+"""What a phrase can name about an object, in caption order: ``[size] colour shape``."""
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """The names of a world word list (a tuple of names, or a dict keyed by name)."""
+    return tuple(str(k).lower() for k in (value or ()))
+
+
+def vocabulary() -> dict[str, tuple[str, ...]]:
+    """The world's words by role, read from ``diffedit_lab.toy.world`` at call time:
+    ``shapes``, ``colours``, ``sizes``, ``backgrounds`` (empty where the world has none) and
+    ``other`` (its remaining words, e.g. "a", "and")."""
+    roles = {
+        "shapes": _names(world.SHAPES),
+        "colours": _names(world.COLOURS),
+        "sizes": _names(getattr(world, "SIZES", ())),
+        "backgrounds": _names(getattr(world, "BACKGROUNDS", ())),
+    }
+    named = {w for ws in roles.values() for w in ws}
+    roles["other"] = tuple(w for w in _names(getattr(world, "WORDS", ("a", "and"))) if w not in named)
+    return roles
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """One object as a text names it: colour and shape, and the size word if one is given."""
+
+    colour: str
+    shape: str
+    size: str | None = None
+
+    @property
+    def name(self) -> str:
+        return " ".join(w for w in (self.size, self.colour, self.shape) if w)
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A text read with the world's words: its objects left to right, the background word (if
+    any), and the words that are not the world's (``unknown``, in order of appearance)."""
+
+    text: str
+    objects: tuple[Phrase, ...]
+    background: str | None
+    unknown: tuple[str, ...]
+
+
+def parse(text: str) -> Caption:
+    """Read ``text`` with the world's words (module docstring): ``"a red circle and a blue square"``
+    → objects ``(red circle, blue square)``. A colour or size word not followed by a shape (or
+    a shape with no colour) names no object."""
+    voc = vocabulary()
+    shapes, colours, sizes, backgrounds = (set(voc[k]) for k in ("shapes", "colours", "sizes", "backgrounds"))
+    known = shapes | colours | sizes | backgrounds | set(voc["other"])
+    words = re.findall(r"[a-z]+", str(text).lower())
+    unknown = tuple(dict.fromkeys(w for w in words if w not in known))
+    objects, background = [], None
+    for k, w in enumerate(words):
+        if w in backgrounds and w not in shapes and w not in colours:
+            background = w
+        if w in shapes and k > 0 and words[k - 1] in colours:
+            size = words[k - 2] if k > 1 and words[k - 2] in sizes else None
+            objects.append(Phrase(words[k - 1], w, size))
+    return Caption(str(text), tuple(objects), background, unknown)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What two texts say about a scene: ``edit`` (a ``world.Edit`` the checker can score, with
+    its true region ``edit.mask``) or ``None``, and ``reason`` (one line: what the edit is, or
+    why there is no true mask)."""
+
+    edit: Any
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.edit is not None
+
+
+def _scene_of(scene_or_edit):
+    return getattr(scene_or_edit, "scene", scene_or_edit)
+
+
+def _phrase(obj) -> Phrase:
+    size = getattr(obj, "size", None)
+    return Phrase(obj.colour, obj.shape, size if isinstance(size, str) else None)
+
+
+def _changes(old: Phrase, new: Phrase) -> list[tuple[str, str]]:
+    """``(attribute, new value)`` for each attribute ``new`` names differently from ``old``."""
+    out = []
+    for attr in ATTRIBUTES:
+        value = getattr(new, attr)
+        if value is not None and value != getattr(old, attr):
+            out.append((attr, value))
+    return out
+
+
+def _matches(obj: Phrase, phrase: Phrase) -> bool:
+    return not _changes(obj, phrase)
+
+
+def _no(reason: str) -> Reading:
+    return Reading(None, reason)
+
+
+def read_edit(scene, source: str, target: str) -> Reading:
+    """The edit ``source`` → ``target`` describes on ``scene`` (a ``world.Scene``, or a
+    ``world.Edit`` whose ``scene`` is used), or why there is none (module docstring)."""
+    scene = _scene_of(scene)
+    tgt = parse(target)
+    if tgt.unknown:
+        words = ", ".join(f"“{w}”" for w in tgt.unknown)
+        return _no(f"{words} {'is not a word' if len(tgt.unknown) == 1 else 'are not words'} of the shapes world")
+    order = sorted(range(len(scene.objects)), key=lambda k: scene.objects[k].cx)  # left to right
+    current = [_phrase(scene.objects[k]) for k in order]
+    if not tgt.objects:
+        if tgt.background is not None:
+            return _edit_background(scene, tgt.background)
+        return _no("the target names no “colour shape” object")
+    if len(tgt.objects) > len(current):
+        return _no(f"the target names {len(tgt.objects)} objects, the scene has {len(current)}: "
+                   "the world scores changes of objects already there")
+    if tgt.background is not None and tgt.background != getattr(scene, "background", tgt.background):
+        return _no("the target changes the background and objects: the checker scores one change")
+    if len(tgt.objects) == len(current):
+        pairs = [(order[j], current[j], tgt.objects[j]) for j in range(len(current))]
+    else:
+        pair = _anchor(current, order, parse(source), tgt)
+        if isinstance(pair, Reading):
+            return pair
+        pairs = [pair]
+    changed = [(k, ch) for k, old, new in pairs if (ch := _changes(old, new))]
+    if not changed:
+        return _no("the target describes the scene as it is: nothing to edit")
+    if len(changed) > 1 or len(changed[0][1]) > 1:
+        n = sum(len(ch) for _, ch in changed)
+        return _no(f"the target makes {n} changes: the checker scores one change of one object")
+    (index, ((attr, value),)) = changed[0]
+    return _edit_object(scene, index, attr, value)
+
+
+def _anchor(current, order, src: Caption, tgt: Caption):
+    """For a target naming fewer objects than the scene: ``(scene index, scene phrase, target
+    phrase)`` of the one object it changes, or a :class:`Reading` saying why none."""
+    if not src.unknown and len(src.objects) == len(tgt.objects):
+        differ = [j for j, (s, t) in enumerate(zip(src.objects, tgt.objects)) if s != t]
+        if len(differ) != 1:
+            return _no("the source and target differ in more than one object" if differ
+                       else "the target describes the scene as it is: nothing to edit")
+        said = src.objects[differ[0]]
+        hits = [j for j, p in enumerate(current) if _matches(p, said)]
+        if len(hits) != 1:
+            return _no(f"the scene has {'no' if not hits else 'two'} “{said.name}” for the source to name")
+        return order[hits[0]], current[hits[0]], tgt.objects[differ[0]]
+    if len(tgt.objects) != 1:
+        return _no("the target names only some objects: say in the source which ones it replaces")
+    new = tgt.objects[0]
+    hits = [j for j, p in enumerate(current) if len(_changes(p, new)) == 1]
+    if any(_matches(p, new) for p in current):
+        return _no(f"the scene already has a “{new.name}”: nothing to edit")
+    if len(hits) != 1:
+        return _no(f"“{new.name}” could replace {'no' if not hits else 'either'} object with one change: "
+                   "name the object in the source")
+    return order[hits[0]], current[hits[0]], new
+
+
+def _render(scene, objects):
+    """``world.render`` of ``objects`` over ``scene``'s background (where the world has several)."""
+    kwargs = {}
+    background = getattr(scene, "background", None)
+    if background is not None and "background" in inspect.signature(world.render).parameters:
+        kwargs["background"] = background
+    return world.render(tuple(objects), **kwargs)
+
+
+def _new_edit(scene, target_scene, mask, index: int, kind: str):
+    values = dict(scene=scene, target_scene=target_scene, source=scene.caption, target=target_scene.caption,
+                  mask=np.asarray(mask, bool), index=index, kind=kind)
+    names = {f.name for f in dataclasses.fields(world.Edit)}
+    return world.Edit(**{k: v for k, v in values.items() if k in names})
+
+
+def _edit_object(scene, index: int, attr: str, value: str) -> Reading:
+    old = scene.objects[index]
+    fields = {f.name for f in dataclasses.fields(old)}
+    if attr not in fields or not isinstance(getattr(old, attr), str):
+        return _no(f"the world cannot draw a {attr} change")
+    new = dataclasses.replace(old, **{attr: value})
+    objects = tuple(new if k == index else o for k, o in enumerate(scene.objects))
+    target_scene = _render(scene, objects)
+    mask = scene.masks[index] | target_scene.masks[index]
+    edit = _new_edit(scene, target_scene, mask, index, attr)
+    return Reading(edit, f"{attr} edit: the {old.name if hasattr(old, 'name') else _phrase(old).name} becomes "
+                         f"a {_phrase(new).name}")
+
+
+def _edit_background(scene, background: str) -> Reading:
+    if getattr(scene, "background", None) is None or "background" not in {f.name for f in dataclasses.fields(scene)}:
+        return _no("the world cannot draw a background change")
+    if background == scene.background:
+        return _no("the target describes the scene as it is: nothing to edit")
+    target_scene = dataclasses.replace(scene, background=background)
+    target_scene = _render(target_scene, scene.objects)
+    mask = ~np.any(np.stack(scene.masks), axis=0)
+    return Reading(_new_edit(scene, target_scene, mask, -1, "background"), f"background edit: {background}")
+
+
+def edit_from_texts(scene, source: str, target: str):
+    """The ``world.Edit`` the texts describe on ``scene``, or ``None`` (see :func:`read_edit`)."""
+    return read_edit(scene, source, target).edit
