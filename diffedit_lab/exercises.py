@@ -19,6 +19,7 @@ checker                     the student's function
 ``check_denoise_step``      ``fn(z, eps, alpha_bar_t, alpha_bar_prev) -> z_prev`` (DDIM, η = 0)
 ``check_ddim_invert``       ``fn(c, z0, steps, strength) -> trajectory`` (T + 1, B, C, h, w)
 ``check_masked_denoise``    ``fn(c, inversion, mask, prompt, guidance) -> latents`` (B, C, h, w)
+``check_edit``              ``fn(c, image, source, target, *, steps, seed) -> (mask, latents)``
 ==========================  ==============================================================
 
 ᾱ may be given to the steps as a float or a 0-dim tensor; answers may be any float dtype.
@@ -79,6 +80,17 @@ def _per_model(build):
     return cached
 
 
+def schedule(c: Components, steps: int, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoding's ``timesteps`` (T,), cleanest first, and the ``ᾱ`` of its T + 1 latents
+    (:func:`noise_levels`): what a hand-written encoding or decoding loop needs."""
+    from .sampling import inversion_timesteps
+
+    timesteps = inversion_timesteps(fresh_schedulers(c)[1], steps, strength).cpu()
+    probe = Inversion(trajectory=torch.empty(0), timesteps=timesteps, steps=steps, strength=strength,
+                      prompt_embeds=torch.empty(0), guidance=1.0)
+    return timesteps, noise_levels(c, probe)
+
+
 def noise_levels(c: Components, inversion: Inversion) -> torch.Tensor:
     """``ᾱ`` of every latent of ``inversion.trajectory``, (T + 1,) float32: ``levels[k]`` is the
     noise level of ``trajectory[k]`` — ``ᾱ`` of ``timesteps[k − 1]`` for ``k ≥ 1``, and for the
@@ -113,11 +125,11 @@ def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = RTOL, atol: float = A
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
 
 
-def _call(fn: Callable, name: str, *args):
-    """``fn(*args)`` on clones (an in-place edit must not change our references)."""
+def _call(fn: Callable, name: str, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on clones (an in-place edit must not change our references)."""
     args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except NotImplementedError:
         raise
     except Exception as e:  # noqa: BLE001 - any error of the student's code becomes a hint
@@ -467,3 +479,54 @@ def check_masked_denoise(fn: Callable, *, c: Components | None = None) -> None:
           "mistakes explains it.",
           "check each step: ε̂ at the step's timestep, ᾱ of the current and the next level (noise_levels(c, inv) "
           "read backwards), then the blend with the encoded latent of the level just reached.")
+
+
+# --------------------------------------------------------------------------- the whole edit
+
+def check_edit(fn: Callable, *, c: Components | None = None) -> None:
+    """``fn(c, image, source, target, *, steps, seed) -> (mask, latents)``: DiffEdit's three steps at
+    the model's recorded settings (``c.defaults``) — the mask (a MaskResult or its (B, h, w) tensor)
+    and the edited latents (library: :func:`~diffedit_lab.edit.edit`)."""
+    from .denoise import encode_decode, sdedit
+    from .edit import edit
+    from .toy.world import make_edit
+
+    name = "your edit"
+    c = _components(c)
+    ex = make_edit(3, "colour")
+    steps, seed = 10, 0
+    ref = edit(c, ex.scene.image, ex.source, ex.target, steps=steps, seed=seed, progress=False)
+    answer = _call(fn, name, c, ex.scene.image, ex.source, ex.target, steps=steps, seed=seed)
+    if not isinstance(answer, tuple) or len(answer) != 2:
+        _fail(f"`{name}` must return a pair (mask, latents), got {type(answer).__name__}.", "`return mask, out.latents`.")
+    mask, latents = answer
+    mask = _tensor(getattr(mask, "mask", mask), name + " (mask)")
+    latents = _tensor(latents, name + " (latents)")
+    if mask.numel() != ref.mask.mask.numel() or not _close(mask.reshape(ref.mask.mask.shape), ref.mask.mask):
+        _fail("Your mask differs from edit()'s.", "noise_diff_mask with the model's recorded settings: n, mask_strength "
+              "(the noise strength s), clamp_ratio, threshold, fill_holes and guidance from c.defaults, the same "
+              "steps and seed.")
+    _shape(latents, tuple(ref.latents.shape), name + " (latents)")
+    if _close(latents, ref.latents, rtol=1e-3, atol=1e-4):
+        _ok("whole edit: your mask and edited latents equal edit()'s at the model's recorded settings.")
+        return
+    d, z0 = ref.settings, ref.inversion.z0
+    for wrong, mistake, hint in [
+        (lambda: edit(c, ex.scene.image, ex.target, ex.source, steps=steps, seed=seed, progress=False).latents,
+         "Source and target swapped: you decoded with the source text R.",
+         "the mask compares R (source) with Q (target); the decoding uses Q."),
+        (lambda: masked_denoise(c, ref.inversion, ref.mask, ex.source, guidance=d["guidance"], progress=False).latents,
+         "Source and target swapped: you decoded with the source text R.", "decode with the target Q."),
+        (lambda: encode_decode(c, ref.inversion, ex.target, guidance=d["guidance"], progress=False).latents,
+         "No mask in the decoding (that is the encode–decode baseline).", "pass the mask to masked_denoise."),
+        (lambda: sdedit(c, z0, ex.target, strength=d["strength"], steps=steps, guidance=d["guidance"], seed=seed,
+                        progress=False).latents,
+         "Denoising from fresh noise instead of the inverted latent (that is SDEdit).",
+         "DDIM-encode z0 with ddim_invert and decode from its result."),
+        (lambda: masked_denoise(c, ref.inversion, ref.mask, ex.target, guidance=1.0, progress=False).latents,
+         "Guidance ignored: the decoding ran with w = 1.", "pass guidance=c.defaults['guidance'] to masked_denoise."),
+    ]:
+        if _close(latents, wrong(), rtol=1e-3, atol=1e-4):
+            _fail(mistake, hint)
+    _fail("Your edited latents differ from edit()'s.", "ddim_invert(c, z0, '', strength=c.defaults['strength'], "
+          "steps=steps), then masked_denoise with the mask, the target and c.defaults['guidance'].")

@@ -234,3 +234,28 @@ def test_noise_levels_match_the_scheduler(tiny_components):
     assert levels.shape == (inv.num_steps + 1,)
     assert torch.all(levels[1:] < levels[:-1])  # noisier and noisier
     assert torch.allclose(encoding_loop(tiny_components, z0, 10, 0.6), inv.trajectory, atol=1e-5)
+
+
+def edit_steps(c, image, source, target, *, steps, seed, decode_with="target"):
+    """A student's whole edit from the library's three steps."""
+    d = c.defaults
+    z0 = dl.encode(c, image)
+    mask = dl.noise_diff_mask(c, z0, source, target, n=d["n"], strength=d["mask_strength"], clamp_ratio=d["clamp_ratio"],
+                              threshold=d["threshold"], fill_holes=d["fill_holes"], guidance=d["guidance"], steps=steps,
+                              seed=seed, progress=False)
+    inv = dl.ddim_invert(c, z0, "", strength=d["strength"], steps=steps, progress=False)
+    out = dl.masked_denoise(c, inv, mask, target if decode_with == "target" else source, guidance=d["guidance"],
+                            progress=False)
+    return mask, out.latents
+
+
+def test_edit_passes_and_swapped_texts_are_named():
+    assert ex.check_edit(edit_steps) is None
+    fails_with(ex.check_edit, lambda *a, **k: edit_steps(*a, **k, decode_with="source"), "source and target swapped")
+
+
+def test_schedule_matches_an_inversion(tiny_components):
+    inv = dl.ddim_invert(tiny_components, torch.zeros(1, 4, 16, 16), "", strength=0.5, steps=10, progress=False)
+    timesteps, levels = ex.schedule(tiny_components, 10, 0.5)
+    assert torch.equal(timesteps, inv.timesteps)
+    assert torch.equal(levels, ex.noise_levels(tiny_components, inv))
