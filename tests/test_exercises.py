@@ -7,6 +7,7 @@ functions — except where a mistake is about *how a loop uses* the library's pi
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +260,37 @@ def test_schedule_matches_an_inversion(tiny_components):
     timesteps, levels = ex.schedule(tiny_components, 10, 0.5)
     assert torch.equal(timesteps, inv.timesteps)
     assert torch.equal(levels, ex.noise_levels(tiny_components, inv))
+
+
+# --------------------------------------------------------------------------- the notebooks
+
+EXERCISE_DIR = Path(__file__).resolve().parents[1] / "notebooks" / "exercises"
+EXERCISES = sorted(EXERCISE_DIR.glob("*.ipynb"))
+
+
+def test_there_are_four_exercises_with_solutions():
+    names = [p.name for p in EXERCISES]
+    assert len(names) >= 4, names
+    for name in names:
+        assert (EXERCISE_DIR / "solutions" / name).exists(), f"no solution notebook for {name}"
+
+
+@pytest.mark.parametrize("student", EXERCISES, ids=lambda p: p.stem)
+def test_each_student_stub_fails_its_check(student):
+    """Run the student version as a student would, untouched: every check cell must fail, on the stub."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(student, as_version=4)
+    stubs = [c for c in nb.cells if "raise NotImplementedError()" in c.source]
+    checks = [c for c in nb.cells if "check" in c.metadata.get("tags", [])]
+    assert stubs and len(checks) >= len(stubs), "every stub needs a check cell"
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(student.parent)}}).execute()
+    for cell in checks:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert errors, f"{student.name}: a check cell passed with the stub:\n{cell.source}"
+        assert errors[0].ename in ("NotImplementedError", "AssertionError"), (errors[0].ename, errors[0].evalue)
+    # and the first check fails on the stub itself, not on something else
+    first = next(o for o in checks[0].outputs if o.output_type == "error")
+    assert first.ename == "NotImplementedError"
