@@ -134,3 +134,14 @@ def test_teaching_notebooks_write_the_step_and_compare_it_with_the_library(name)
     cells = [c.source for c in read(ROOT / "notebooks" / f"{name}.ipynb").cells if c.cell_type == "code"]
     assert any(re.search(r"^assert .*(torch\.equal|torch\.allclose)", s, re.M) for s in cells), (
         f"{name}: no cell writes the step in a few lines and asserts it equals the library")
+
+
+def test_teaching_guide_times_every_notebook_and_is_linked():
+    guide = (ROOT / "docs" / "teaching.md").read_text()
+    assert "docs/teaching.md" in (ROOT / "README.md").read_text()
+    for path in NOTEBOOKS + EXERCISES:
+        link = "../" + rel(path)
+        rows = [line for line in guide.splitlines() if f"]({link})" in line and line.startswith("|")]
+        assert rows, f"docs/teaching.md has no row for {rel(path)}"
+        assert re.search(r"\| \d+(\.\d)? s \| \d+(\.\d)? s \|$", rows[0]), f"no measured times in: {rows[0]}"
+    assert re.search(r"peak memory was\s+\*?\*?\d+ MB", guide)
