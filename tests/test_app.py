@@ -21,7 +21,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, FLAGS, RUN_ALL_S, free_port, screenshot
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the browser set-up of tests/test_browser.py
+from test_browser import CHROMIUM, FLAGS, RUN_ALL_S, free_port, screenshot  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -275,6 +275,8 @@ def test_there_are_four_exercises_with_solutions():
         assert (EXERCISE_DIR / "solutions" / name).exists(), f"no solution notebook for {name}"
 
 
+@pytest.mark.notebook
+@pytest.mark.slow
 @pytest.mark.parametrize("student", EXERCISES, ids=lambda p: p.stem)
 def test_each_student_stub_fails_its_check(student):
     """Run the student version as a student would, untouched: every check cell must fail, on the stub."""
