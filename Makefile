@@ -3,6 +3,7 @@
 # pyproject.toml or the constraints file changed (a stamp file in .venv keeps re-runs fast).
 #
 #   make lab          JupyterLab on notebooks/            LAB_ARGS="--no-browser --port 8890"
+#   make app          the explorer (notebook 05) as a web page with Voila   APP_ARGS="--no-browser --port 8867"
 #   make test         pytest tests, then nbval on notebooks/*.ipynb (if any)
 #   make test-gpu     gpu-marked tests + the notebooks with DIFFEDIT_DEVICE=cuda DIFFEDIT_DTYPE=float16
 #   make strip        strip outputs from notebooks/*.ipynb (cells tagged keep_output keep theirs)
@@ -28,7 +29,11 @@ HAVE_CUDA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 CONSTRAINTS ?= $(if $(HAVE_CUDA),,constraints/cpu.txt)
 PIP_ARGS ?=
 
-NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+# nbval runs the teaching notebooks and the exercises' *solutions*; the student versions
+# (notebooks/exercises/*.ipynb) raise NotImplementedError by design: tests/test_exercises.py
+# checks that each of their stubs fails its check instead.
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard notebooks/exercises/solutions/*.ipynb))
+STUDENT_NOTEBOOKS := $(sort $(wildcard notebooks/exercises/*.ipynb))
 PYTEST_ARGS ?=
 NBVAL_CELL_TIMEOUT ?= 1200
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg \
@@ -47,7 +52,7 @@ if [ $$rc -eq 5 ]; then echo "make: $(2): no tests collected - nothing to run"; 
 exit $$rc
 endef
 
-.PHONY: help install lab test test-unit test-notebooks test-gpu strip git-filter clean distclean
+.PHONY: help install lab app test test-unit test-notebooks test-gpu strip git-filter clean distclean
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -63,7 +68,7 @@ install: $(STAMP)
 
 # nbstripout as a git filter: outputs are stripped when notebooks are staged, except in cells
 # tagged keep_output; --keep-count because nbval refuses checked cells without an execution
-# count (the notebook generator clears the other cells' counts itself). See README.
+# count. See README, "Working on the notebooks".
 # Not in CI, where nothing is committed.
 git-filter: $(STAMP)
 	@if [ -z "$${CI:-}" ] && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
@@ -77,6 +82,10 @@ AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP) git-filter
 	@mkdir -p notebooks
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(AS_ROOT) $(LAB_ARGS)
+
+# Voila runs the notebook and shows its outputs and widgets without the code cells.
+app: $(STAMP)
+	$(BIN)/voila notebooks/05_explorer.ipynb $(APP_ARGS)
 
 test: test-unit test-notebooks
 
@@ -109,7 +118,7 @@ strip: $(STAMP)
 ifeq ($(NOTEBOOKS),)
 	@echo "make: no notebooks/*.ipynb to strip"
 else
-	$(BIN)/nbstripout --keep-count $(NOTEBOOKS)
+	$(BIN)/nbstripout --keep-count $(NOTEBOOKS) $(STUDENT_NOTEBOOKS)
 endif
 
 clean:

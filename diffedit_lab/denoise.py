@@ -73,6 +73,12 @@ def as_latent_mask(c: Components, mask, latents: torch.Tensor) -> torch.Tensor:
     return m.to(latents.device)
 
 
+def blend(y_t: torch.Tensor, x_t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The paper's blend ``ỹ_t = M · y_t + (1 − M) · x_t``: the decoded latent ``y_t`` inside the
+    mask (1 = edit), the encoded latent ``x_t`` of the same level outside."""
+    return mask * y_t + (1 - mask) * x_t
+
+
 def _image_mask(mask, width: int, height: int) -> torch.Tensor:
     arr = np.asarray(mask)
     if arr.dtype == bool:

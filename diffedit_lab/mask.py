@@ -107,6 +107,13 @@ DIFFERENCE_FLOOR = 1e-4
 empty and a warning says that nothing differs (identical texts give ~1e-6 in float32)."""
 
 
+def noise_difference(source_noise: torch.Tensor, target_noise: torch.Tensor) -> torch.Tensor:
+    """``D = (1/n) Σ_i mean_c |ε̂(z_t^(i), t, Q) − ε̂(z_t^(i), t, R)|``: (B, n, C, h, w) twice → (B, h, w).
+
+    Over draws and channels at once, as diffusers."""
+    return (target_noise - source_noise).abs().mean([1, 2])
+
+
 def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, threshold: float,
                             fill: bool = False):
     """``D̃ = min(D, κ·mean(D)) / (κ·mean(D))`` with the mean per image, and ``M = [D̃ > τ]``
@@ -269,7 +276,7 @@ def mask_from_draws(
     batch = z_t.shape[0] // n
     shape = (batch, n, *z_t.shape[1:])
     delta = (target_noise - source_noise).abs().reshape(shape)
-    difference = delta.mean([1, 2])  # D: over draws and channels at once, as diffusers
+    difference = noise_difference(source_noise.reshape(shape), target_noise.reshape(shape))
     normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold, fill_holes)
     result = MaskResult(
         noisy_latents=z_t.reshape(shape),

@@ -106,6 +106,30 @@ def guided_noise(
     return eps_uncond + guidance * (eps_cond - eps_uncond)
 
 
+def ddim_step(z_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t, alpha_bar_prev) -> torch.Tensor:
+    """Deterministic DDIM (η = 0) from level ``ᾱ_t`` to the cleaner level ``ᾱ_prev``:
+
+        ẑ0     = (z_t − √(1 − ᾱ_t) · ε̂) / √ᾱ_t
+        z_prev = √ᾱ_prev · ẑ0 + √(1 − ᾱ_prev) · ε̂
+
+    ``alpha_bar_t``/``alpha_bar_prev``: floats or 0-dim tensors."""
+    pred_x0 = (z_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
+    return alpha_bar_prev ** 0.5 * pred_x0 + (1 - alpha_bar_prev) ** 0.5 * eps
+
+
+def ddim_inverse_step(z_s: torch.Tensor, eps: torch.Tensor, alpha_bar_s, alpha_bar_t) -> torch.Tensor:
+    """DDIM inversion: the same rule as :func:`ddim_step` run from level ``ᾱ_s`` to the noisier ``ᾱ_t``:
+
+        ẑ0  = (z_s − √(1 − ᾱ_s) · ε̂) / √ᾱ_s
+        z_t = √ᾱ_t · ẑ0 + √(1 − ᾱ_t) · ε̂"""
+    return ddim_step(z_s, eps, alpha_bar_s, alpha_bar_t)
+
+
+def classifier_free_guidance(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance) -> torch.Tensor:
+    """``ε̂ = ε(∅) + w · (ε(c) − ε(∅))`` (Ho & Salimans 2022)."""
+    return eps_uncond + guidance * (eps_cond - eps_uncond)
+
+
 def progress_bar(iterable, progress: bool, desc: str):
     """``tqdm.auto`` over ``iterable`` when ``progress`` is true, else the iterable itself."""
     if not progress:

@@ -4,6 +4,7 @@
 
     python scripts/measure_binder_memory.py                 # all notebooks/*.ipynb, in order
     python scripts/measure_binder_memory.py 00 02 --json out.json
+    python scripts/measure_binder_memory.py --exercises     # then the exercises' solutions too
 
 The notebooks' code cells are concatenated into one notebook (each notebook's cells after the
 previous one's) and run with nbclient in a single kernel, while a thread samples the resident
@@ -107,11 +108,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("only", nargs="*", help="notebook name prefixes (default: all)")
     p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("--exercises", action="store_true",
+                   help="after the notebooks, run the exercises' solutions (notebooks/exercises/solutions/)")
     p.add_argument("--limit-mb", type=float, default=1536, help="exit 1 above this peak (default 1.5 GB)")
     a = p.parse_args(argv)
     paths = sorted((ROOT / "notebooks").glob("*.ipynb"))
     if a.only:
         paths = [x for x in paths if any(x.name.startswith(o) for o in a.only)]
+    if a.exercises:
+        paths += sorted((ROOT / "notebooks" / "exercises" / "solutions").glob("*.ipynb"))
     if not paths:
         print("no notebooks", file=sys.stderr)
         return 2

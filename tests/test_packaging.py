@@ -103,7 +103,7 @@ RUNTIME = requirements(PROJECT["dependencies"])
 # ---------------------------------------------------------------- the lists agree
 def test_runtime_dependencies_are_the_expected_ones():
     expected = {"torch", "diffusers", "transformers", "safetensors", "accelerate", "numpy", "pillow", "matplotlib",
-                "ipywidgets", "jupyterlab", "tqdm"}
+                "ipywidgets", "jupyterlab", "tqdm", "voila"}
     assert set(RUNTIME) == expected
 
 
