@@ -4,12 +4,13 @@
                      └─ddim_invert─▶ Inversion ─masked_denoise(mask, Q)─▶ z0' ─decode─▶ image
                                    (step 2: encode)  (step 3: decode with the query)
 
-``edit`` runs the whole chain; every step is also a public function returning a small
+``edit`` runs the whole chain with one ``EditSettings`` (the paper's values, the model's, the
+caller's); every step is also a public function returning a small
 dataclass that a notebook can plot. Only ``models`` decides the device and dtype.
 """
 
 from .denoise import DenoiseResult, as_latent_mask, encode_decode, masked_denoise, sdedit
-from .edit import LIBRARY_DEFAULTS, EditResult, EditSession, edit
+from .edit import EditResult, EditSession, edit
 from .inversion import Inversion, ddim_invert
 from .latents import decode, encode, encode_prompt, load_image
 from .mask import MaskResult, noise_diff_mask
@@ -20,14 +21,15 @@ from .models import (
     default_device,
     load_components,
 )
+from .settings import EditSettings
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
-    "LIBRARY_DEFAULTS",
     "Components",
     "DenoiseResult",
     "EditResult",
     "EditSession",
+    "EditSettings",
     "Inversion",
     "MaskResult",
     "ModelNotFoundError",

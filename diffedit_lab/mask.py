@@ -34,16 +34,18 @@ is the same.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checks import check_count, check_guidance, check_positive, check_prompt, check_strength, check_threshold
+from .checks import check_positive, check_prompt, check_threshold
 from .latents import encode_prompt, is_latents, latent_distribution, make_generator, scale_latents
 from .models import Components, fresh_schedulers
-from .sampling import denoising_timesteps, unet_output
+from .sampling import classifier_free_guidance, denoising_timesteps, unet_output
+from .settings import PAPER, renamed
 
 
 @dataclass
@@ -65,11 +67,16 @@ class MaskResult:
     mask: torch.Tensor
     clamp_ratio: float
     threshold: float
-    strength: float
+    strength: float  # the mask's noise level s (``mask_noise``)
     timestep: int
     guidance: float
     image_size: tuple[int, int]  # (width, height) of the encoded images
     fill_holes: bool = False
+
+    @property
+    def mask_noise(self) -> float:
+        """The noise level ``s`` of the draws (the field ``strength``)."""
+        return self.strength
 
     @property
     def n(self) -> int:
@@ -164,27 +171,28 @@ def noised_draws(c: Components, image_or_latents, n: int, t, generator) -> torch
 
 def noise_diff_mask(
     c: Components,
-    image_or_latents,
-    source,
-    target,
+    image_or_latents: torch.Tensor | Image.Image | list,
+    source: str | list | torch.Tensor,
+    target: str | list | torch.Tensor,
     *,
-    n: int = 10,
-    strength: float = 0.5,
-    guidance: float = 7.5,
-    clamp_ratio: float = 3.0,
-    threshold: float = 0.5,
-    fill_holes: bool = False,
+    n: int | None = None,
+    mask_noise: float | None = None,
+    guidance: float | None = None,
+    clamp_ratio: float | None = None,
+    threshold: float | None = None,
+    fill_holes: bool | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
-    source_negative_prompt="",
-    target_negative_prompt="",
-    steps: int = 50,
+    source_negative_prompt: str | list | torch.Tensor = "",
+    target_negative_prompt: str | list | torch.Tensor = "",
+    steps: int | None = None,
     progress: bool = True,
+    **deprecated: Any,
 ) -> MaskResult:
     """DiffEdit's mask ``M = [D̃ > τ]`` of the images for editing ``source`` (R) into ``target`` (Q).
 
     ``image_or_latents``: image(s) (see :func:`~diffedit_lab.latents.load_image`) or latents
-    (B, C, h, w). ``strength``: the noise level ``s`` (the paper: ≤ 0.6 works best), taken on
+    (B, C, h, w). ``mask_noise``: the noise level ``s`` (the paper: ≤ 0.6 works best), taken on
     the DDIM grid of ``steps`` steps (``t`` = 481 for s = 0.5, 50 steps — as diffusers).
     ``guidance``: ``w`` of :func:`~diffedit_lab.sampling.guided_noise` (cancels in the mask
     when both negative texts are equal). ``source`` may be ``""``; ``target`` may not.
@@ -192,42 +200,48 @@ def noise_diff_mask(
     rows; ``[∅_Q, Q]``, 4n in all, if the two negative texts differ; ``[R]`` and ``[Q]``, 2n,
     if ``w ≤ 1``). The source branch does not depend on the target: :class:`~diffedit_lab.EditSession`
     keeps it for the next target. ``fill_holes``: fill the holes of ``M`` (see the module doc).
-    ``progress`` has nothing to show; it is accepted for a uniform API.
+    ``progress`` has nothing to show; it is accepted for a uniform API. Settings left ``None``:
+    the paper's (:class:`~diffedit_lab.settings.EditSettings`), checked there. ``strength``: the
+    old name of ``mask_noise`` (deprecated).
     """
+    given = renamed(deprecated, stacklevel=2, names={"strength": "mask_noise"})
+    if set(given) - {"mask_noise"}:
+        raise TypeError(f"noise_diff_mask() got unexpected keyword argument(s) {sorted(set(given) - {'mask_noise'})}")
     check_prompt("source", source)
     check_prompt("target", target, required=True)
-    n, steps = check_count("n", n), check_count("steps", steps)
-    strength, guidance = check_strength("strength", strength), check_guidance("guidance", guidance)
-    clamp_ratio, threshold = check_positive("clamp_ratio", clamp_ratio), check_threshold("threshold", threshold)
-    t, z_t = mask_draws(c, image_or_latents, n, strength, steps, make_generator(seed, generator))
+    s = PAPER.replace(n=n, mask_noise=mask_noise if mask_noise is not None else given.get("mask_noise"),
+                      guidance=guidance, clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes,
+                      steps=steps)
+    t, z_t = mask_draws(c, image_or_latents, s.n, s.mask_noise, s.steps, make_generator(seed, generator))
     result, _ = mask_from_draws(
-        c, z_t, t, n, source, target, source_negative_prompt=source_negative_prompt,
-        target_negative_prompt=target_negative_prompt, guidance=guidance, clamp_ratio=clamp_ratio,
-        threshold=threshold, strength=strength, fill_holes=fill_holes,
+        c, z_t, t, s.n, source, target, source_negative_prompt=source_negative_prompt,
+        target_negative_prompt=target_negative_prompt, guidance=s.guidance, clamp_ratio=s.clamp_ratio,
+        threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes,
     )
     return result
 
 
-def mask_draws(c: Components, image_or_latents, n: int, strength: float, steps: int, generator):
-    """The mask's timestep ``t`` (strength on the DDIM grid) and its ``n`` noised draws per image."""
-    t = denoising_timesteps(fresh_schedulers(c)[0], steps, strength)[0]
+def mask_draws(c: Components, image_or_latents: torch.Tensor | Image.Image | list, n: int, mask_noise: float,
+               steps: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask's timestep ``t`` (``s`` on the DDIM grid) and its ``n`` noised draws per image."""
+    t = denoising_timesteps(fresh_schedulers(c)[0], steps, mask_noise)[0]
     return t, noised_draws(c, image_or_latents, n, t, generator)
 
 
 def mask_from_draws(
     c: Components,
     z_t: torch.Tensor,
-    t,
+    t: torch.Tensor | int,
     n: int,
-    source,
-    target,
+    source: str | list | torch.Tensor,
+    target: str | list | torch.Tensor,
     *,
-    source_negative_prompt="",
-    target_negative_prompt="",
-    guidance: float = 7.5,
-    clamp_ratio: float = 3.0,
-    threshold: float = 0.5,
-    strength: float = 0.5,
+    clamp_ratio: float,
+    threshold: float,
+    mask_noise: float,
+    guidance: float,
+    source_negative_prompt: str | list | torch.Tensor = "",
+    target_negative_prompt: str | list | torch.Tensor = "",
     fill_holes: bool = False,
     source_predictions: torch.Tensor | None = None,
 ) -> tuple[MaskResult, torch.Tensor]:
@@ -241,8 +255,8 @@ def mask_from_draws(
     target_raw = _branch(c, z_t, t, [target] if share else [target_negative_prompt, target])
     if guided:
         uncond_q = source_predictions[0] if share else target_raw[0]
-        source_noise = _guide(source_predictions[0], source_predictions[1], guidance)
-        target_noise = _guide(uncond_q, target_raw[-1], guidance)
+        source_noise = classifier_free_guidance(source_predictions[0], source_predictions[1], guidance)
+        target_noise = classifier_free_guidance(uncond_q, target_raw[-1], guidance)
     else:
         source_noise, target_noise = source_predictions[0], target_raw[0]
     batch = z_t.shape[0] // n
@@ -260,7 +274,7 @@ def mask_from_draws(
         mask=mask,
         clamp_ratio=clamp_ratio,
         threshold=threshold,
-        strength=strength,
+        strength=mask_noise,
         timestep=int(t),
         guidance=guidance,
         image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor),
@@ -272,10 +286,6 @@ def mask_from_draws(
 def _same_text(a, b) -> bool:
     """The same negative text (the very same embedding tensor counts too)."""
     return a is b or (isinstance(a, str) and isinstance(b, str) and a == b)
-
-
-def _guide(uncond: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
-    return uncond + guidance * (cond - uncond)
 
 
 @torch.inference_mode()
