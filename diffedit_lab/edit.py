@@ -157,7 +157,7 @@ class EditSession:
             source_key = (_key(source), s.guidance > 1, *draw_key)
             cached = self._sources.get(source_key)
             empty = self.embedding("") if s.guidance > 1 else ""  # unguided: no negative rows
-            raw, source_raw = mask_from_draws(
+            raw, source_raw, _ = mask_from_draws(
                 self.c, z_t, t, s.n, self.embedding(source), self.embedding(target),
                 source_negative_prompt=empty, target_negative_prompt=empty, guidance=s.guidance,
                 clamp_ratio=s.clamp_ratio, threshold=s.threshold, mask_noise=s.mask_noise,

@@ -93,6 +93,15 @@ class MaskResult:
         return replace(self, normalized=normalized, mask=mask, clamp_ratio=clamp_ratio, threshold=threshold,
                        fill_holes=fill_holes)
 
+    def first_draws(self, k: int) -> "MaskResult":
+        """The mask of the first ``k`` draws only — what ``noise_diff_mask(n=k)`` gives with the
+        same seed (the same draws); no model call."""
+        if not 1 <= k <= self.n:
+            raise ValueError(f"`k` must be in [1, {self.n}] (the draws this mask has), got {k!r}.")
+        rest = dict(strength=self.strength, timestep=self.timestep, guidance=self.guidance, image_size=self.image_size)
+        return _mask_result(self.noisy_latents[:, :k], self.source_noise[:, :k], self.target_noise[:, :k],
+                            clamp_ratio=self.clamp_ratio, threshold=self.threshold, fill_holes=self.fill_holes, **rest)
+
     def upsampled(self, size: tuple[int, int] | None = None) -> torch.Tensor:
         """The mask at image resolution, (B, H, W) float 0/1: ``[up(D̃) > τ]`` with ``up`` the
         bilinear upsampling of ``D̃`` to ``size`` (width, height; default the encoded image size);
@@ -213,7 +222,7 @@ def noise_diff_mask(
                       guidance=guidance, clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes,
                       steps=steps)
     t, z_t = mask_draws(c, image_or_latents, s.n, s.mask_noise, s.steps, make_generator(seed, generator))
-    result, _ = mask_from_draws(
+    result, _, _ = mask_from_draws(
         c, z_t, t, s.n, source, target, source_negative_prompt=source_negative_prompt,
         target_negative_prompt=target_negative_prompt, guidance=s.guidance, clamp_ratio=s.clamp_ratio,
         threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes,
@@ -244,15 +253,18 @@ def mask_from_draws(
     target_negative_prompt: str | list | torch.Tensor = "",
     fill_holes: bool = False,
     source_predictions: torch.Tensor | None = None,
-) -> tuple[MaskResult, torch.Tensor]:
-    """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw source-branch
-    predictions, which a later call with another target can pass back as ``source_predictions``
-    (they must come from the same draws, source texts and ``guidance > 1``-ness)."""
+    target_predictions: torch.Tensor | None = None,
+) -> tuple[MaskResult, torch.Tensor, torch.Tensor]:
+    """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw predictions of
+    the source and target branches, which a later call can pass back as ``source_predictions``
+    / ``target_predictions`` (from the same draws, texts and ``guidance > 1``-ness)."""
     guided = guidance > 1
     if source_predictions is None:
         source_predictions = _branch(c, z_t, t, [source_negative_prompt, source] if guided else [source])
     share = not guided or _same_text(source_negative_prompt, target_negative_prompt)
-    target_raw = _branch(c, z_t, t, [target] if share else [target_negative_prompt, target])
+    target_raw = target_predictions
+    if target_raw is None:
+        target_raw = _branch(c, z_t, t, [target] if share else [target_negative_prompt, target])
     if guided:
         uncond_q = source_predictions[0] if share else target_raw[0]
         source_noise = classifier_free_guidance(source_predictions[0], source_predictions[1], guidance)
@@ -261,26 +273,22 @@ def mask_from_draws(
         source_noise, target_noise = source_predictions[0], target_raw[0]
     batch = z_t.shape[0] // n
     shape = (batch, n, *z_t.shape[1:])
-    delta = (target_noise - source_noise).abs().reshape(shape)
+    result = _mask_result(z_t.reshape(shape), source_noise.reshape(shape), target_noise.reshape(shape),
+                          clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=bool(fill_holes),
+                          strength=mask_noise, timestep=int(t), guidance=guidance,
+                          image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor))
+    return result, source_predictions, target_raw
+
+
+def _mask_result(noisy_latents: torch.Tensor, source_noise: torch.Tensor, target_noise: torch.Tensor, *,
+                 clamp_ratio: float, threshold: float, fill_holes: bool, **rest: Any) -> MaskResult:
+    """The maps ``D^(i)``, ``D``, ``D̃`` and ``M`` of (B, n, C, h, w) predictions."""
+    delta = (target_noise - source_noise).abs()
     difference = delta.mean([1, 2])  # D: over draws and channels at once, as diffusers
     normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold, fill_holes)
-    result = MaskResult(
-        noisy_latents=z_t.reshape(shape),
-        source_noise=source_noise.reshape(shape),
-        target_noise=target_noise.reshape(shape),
-        differences=delta.mean(2),
-        difference=difference,
-        normalized=normalized,
-        mask=mask,
-        clamp_ratio=clamp_ratio,
-        threshold=threshold,
-        strength=mask_noise,
-        timestep=int(t),
-        guidance=guidance,
-        image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor),
-        fill_holes=bool(fill_holes),
-    )
-    return result, source_predictions
+    return MaskResult(noisy_latents=noisy_latents, source_noise=source_noise, target_noise=target_noise,
+                      differences=delta.mean(2), difference=difference, normalized=normalized, mask=mask,
+                      clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes, **rest)
 
 
 def _same_text(a, b) -> bool:
