@@ -141,7 +141,9 @@ class EditSettings:
 
 def _recorded(defaults: dict) -> dict:
     """A model's recorded settings under today's names (its file may use the old ones)."""
-    return {DEPRECATED_NAMES.get(k, k): v for k, v in defaults.items()}
+    out = {DEPRECATED_NAMES.get(k, k): v for k, v in defaults.items() if k not in DEPRECATED_NAMES}
+    out.update({new: defaults[old] for old, new in DEPRECATED_NAMES.items() if old in defaults and new not in out})
+    return out
 
 
 PAPER = EditSettings()

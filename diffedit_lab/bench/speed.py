@@ -68,6 +68,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..settings import EditSettings
+
 GOALS = {"a": 0.90, "b": 0.75, "c": 0.40, "d": 20.0, "e": 0.10, "memory": 1.0}
 SOURCE = "a red circle and a blue square"
 TARGETS = (
@@ -83,25 +85,9 @@ IDENTICAL = dict(mask_cells=0, inversion=1e-5, decoding=1e-4)
 DIFFUSERS_THRESHOLD = 0.5  # generate_mask always binarises at 0.5 (a model's recorded τ is for edit())
 
 
-@dataclasses.dataclass
-class Settings:
-    """One edit's settings, under ``edit()``'s names."""
-
-    n: int
-    mask_strength: float
-    clamp_ratio: float
-    threshold: float
-    strength: float
-    steps: int
-    guidance: float
-
-    @classmethod
-    def of(cls, c, *, steps: int | None = None, n: int | None = None) -> "Settings":
-        from ..edit import LIBRARY_DEFAULTS
-
-        given = {f.name: c.defaults.get(f.name, LIBRARY_DEFAULTS[f.name]) for f in dataclasses.fields(cls)}
-        given.update({k: v for k, v in dict(steps=steps, n=n).items() if v is not None})
-        return cls(**given)
+def settings_for(c, *, steps: int | None = None, n: int | None = None) -> EditSettings:
+    """The model's settings (``EditSettings.for_model``) with the bench's ``steps`` and ``n``."""
+    return EditSettings.for_model(c, steps=steps, n=n)
 
 
 # ------------------------------------------------------------------------------------------
@@ -123,41 +109,41 @@ def _generator():
     return torch.Generator().manual_seed(SEED)
 
 
-def diffusers_mask(pipe, image, source, target, s: Settings, clamp_ratio: float | None = None):
+def diffusers_mask(pipe, image, source, target, s: EditSettings, clamp_ratio: float | None = None):
     return pipe.generate_mask(
         image=image, source_prompt=source, target_prompt=target, num_maps_per_mask=s.n,
-        mask_encode_strength=s.mask_strength, mask_thresholding_ratio=clamp_ratio or s.clamp_ratio,
+        mask_encode_strength=s.mask_noise, mask_thresholding_ratio=clamp_ratio or s.clamp_ratio,
         guidance_scale=s.guidance, num_inference_steps=s.steps, generator=_generator(),
     )
 
 
-def diffusers_edit(pipe, image, source, target, s: Settings, output_type: str = "pil"):
+def diffusers_edit(pipe, image, source, target, s: EditSettings, output_type: str = "pil"):
     """``generate_mask`` + ``invert`` (guided with the source text, as documented) + ``__call__``."""
     mask = diffusers_mask(pipe, image, source, target, s)
     latents = pipe.invert(
-        prompt=source, image=image, num_inference_steps=s.steps, inpaint_strength=s.strength,
+        prompt=source, image=image, num_inference_steps=s.steps, inpaint_strength=s.encoding_ratio,
         guidance_scale=s.guidance, generator=_generator(),
     ).latents
     images = pipe(
         prompt=target, mask_image=mask, image_latents=latents, num_inference_steps=s.steps,
-        inpaint_strength=s.strength, guidance_scale=s.guidance, output_type=output_type,
+        inpaint_strength=s.encoding_ratio, guidance_scale=s.guidance, output_type=output_type,
     ).images
     return mask, latents, images
 
 
-def ours_identical(c, image, source, target, s: Settings):
+def ours_identical(c, image, source, target, s: EditSettings):
     """Scenario (a): our step functions at diffusers' settings (guided inversion with the source
     text, the VAE latent sampled with the seed, τ = 0.5); each text is encoded once."""
     from .. import ddim_invert, decode, encode_prompt, masked_denoise, noise_diff_mask
 
     emb = {text: encode_prompt(c, text) for text in dict.fromkeys(("", source, target))}
     mask = noise_diff_mask(
-        c, image, emb[source], emb[target], n=s.n, strength=s.mask_strength, guidance=s.guidance,
+        c, image, emb[source], emb[target], n=s.n, mask_noise=s.mask_noise, guidance=s.guidance,
         clamp_ratio=s.clamp_ratio, threshold=DIFFUSERS_THRESHOLD, seed=SEED, steps=s.steps,
         source_negative_prompt=emb[""], target_negative_prompt=emb[""], progress=False,
     )
     inversion = ddim_invert(
-        c, image, emb[source], strength=s.strength, steps=s.steps, guidance=s.guidance, negative_prompt=emb[""],
+        c, image, emb[source], encoding_ratio=s.encoding_ratio, steps=s.steps, guidance=s.guidance, negative_prompt=emb[""],
         seed=SEED, progress=False,
     )
     latents = masked_denoise(c, inversion, mask, emb[target], negative_prompt=emb[""], guidance=s.guidance,
@@ -165,18 +151,18 @@ def ours_identical(c, image, source, target, s: Settings):
     return mask, inversion, decode(c, latents)
 
 
-def ours_defaults(c, image, source, target, s: Settings):
+def ours_defaults(c, image, source, target, s: EditSettings):
     """Scenario (b): ``edit()`` at our defaults (unguided inversion, the VAE mean)."""
     from .. import edit
 
-    return edit(c, image, source, target, seed=SEED, progress=False, **dataclasses.asdict(s))
+    return edit(c, image, source, target, s, seed=SEED, progress=False)
 
 
-def ours_session(c, image, source, targets, s: Settings):
+def ours_session(c, image, source, targets, s: EditSettings):
     """Scenario (c): one EditSession for all the targets, decodings batched (``run_many``)."""
     from .. import EditSession
 
-    return EditSession(c, image).run_many(source, list(targets), seed=SEED, progress=False, **dataclasses.asdict(s))
+    return EditSession(c, image).run_many(source, list(targets), s, seed=SEED, progress=False)
 
 
 def diffusers_blend(inversion):
@@ -299,9 +285,9 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
     c = load_components(folder, device="cpu", dtype=torch.float32)
     eager = dataclasses.replace(c, fast_unet=False)  # the same networks through diffusers' UNet forward
     pipe = diffusers_pipeline(folder)
-    s = Settings.of(c, steps=a.steps, n=a.n)
+    s = settings_for(c, steps=a.steps, n=a.n)
     image = Image.fromarray(scene(LATENT * c.vae_scale_factor))
-    log(f"[{label}] {folder}: {image.size[0]}×{image.size[1]} images, settings {dataclasses.asdict(s)}")
+    log(f"[{label}] {folder}: {image.size[0]}×{image.size[1]} images, settings {s.as_dict()}")
 
     jobs = {
         ("diffusers", "a"): lambda: diffusers_edit(pipe, image, SOURCE, TARGETS[0], s),
@@ -326,7 +312,7 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
         "folder": str(folder),
         "fast_unet": takes_fast_unet(c),
         "image_size": list(image.size),
-        "settings": dataclasses.asdict(s),
+        "settings": s.as_dict(),
         "times_s": {f"{side}_{sc}": [dataclasses.asdict(t) for t in v] for (side, sc), v in times.items()},
     }
     scenarios = {
@@ -355,7 +341,7 @@ def _ratio(theirs: list, ours: list, goal: float, unit: str = "s", scale: float 
                 diffusers_wall=median([t.wall for t in theirs]) * scale, ours_wall=median([o.wall for o in ours]) * scale)
 
 
-def identical(c, pipe, image, s: Settings, ours, theirs) -> dict:
+def identical(c, pipe, image, s: EditSettings, ours, theirs) -> dict:
     """What "identical outputs" means for (a), checked on the timed runs' outputs."""
     from .. import decode, masked_denoise
 
@@ -366,7 +352,7 @@ def identical(c, pipe, image, s: Settings, ours, theirs) -> dict:
     # the decoding alone, from the same mask and inversion: diffusers' __call__ against ours with its blend
     call = pipe(
         prompt=TARGETS[0], mask_image=mask.mask.cpu().numpy(), image_latents=inversion.to_diffusers(),
-        num_inference_steps=s.steps, inpaint_strength=s.strength, guidance_scale=s.guidance, output_type="np",
+        num_inference_steps=s.steps, inpaint_strength=s.encoding_ratio, guidance_scale=s.guidance, output_type="np",
     ).images
     blended = masked_denoise(c, diffusers_blend(inversion), mask, TARGETS[0], guidance=s.guidance, progress=False)
     dec = float(np.abs(decode(c, blended.latents, output_type="np") - call).max())
@@ -379,7 +365,7 @@ def identical(c, pipe, image, s: Settings, ours, theirs) -> dict:
     )
 
 
-def rethreshold(label: str, c, pipe, image, s: Settings, a: argparse.Namespace) -> dict:
+def rethreshold(label: str, c, pipe, image, s: EditSettings, a: argparse.Namespace) -> dict:
     """(d): an existing mask re-thresholded by ``EditSession.mask`` — on the edits' 16×16 latents
     against diffusers' ``generate_mask`` (which returns only the binary mask, so a new threshold is
     a new mask pass), and on 64×64 latents (random, one draw) for the goal."""
@@ -387,7 +373,7 @@ def rethreshold(label: str, c, pipe, image, s: Settings, a: argparse.Namespace) 
 
     big = EditSession(c, torch.randn(1, c.latent_channels, 64, 64, generator=torch.Generator().manual_seed(SEED)))
     small = EditSession(c, image)
-    mask_kw = dict(seed=SEED, steps=s.steps, mask_strength=s.mask_strength, guidance=s.guidance)
+    mask_kw = dict(seed=SEED, steps=s.steps, mask_noise=s.mask_noise, guidance=s.guidance)
     sessions = {"ours_64": (big, dict(mask_kw, n=1)), "ours": (small, dict(mask_kw, n=s.n))}
     for session, kw in sessions.values():
         session.mask(SOURCE, TARGETS[0], **kw)  # the mask pass, once
@@ -415,7 +401,7 @@ def rethreshold(label: str, c, pipe, image, s: Settings, a: argparse.Namespace) 
     return out
 
 
-def overhead(label: str, c, pipe, image, s: Settings) -> dict:
+def overhead(label: str, c, pipe, image, s: EditSettings) -> dict:
     """(e): time outside the networks' forward passes, one hooked run per side and scenario."""
     from ..sampling import takes_fast_unet
 
@@ -468,7 +454,7 @@ def memory_child(spec: dict) -> dict:
     else:
         c = load_components(folder, device="cpu", dtype=torch.float32)
         factor = c.vae_scale_factor
-    s = Settings(**spec["settings"])
+    s = EditSettings(**spec["settings"])
     image = Image.fromarray(scene(LATENT * factor))
     run = {
         "diffusers": lambda: diffusers_edit(pipe, image, SOURCE, TARGETS[0], s),
@@ -490,8 +476,8 @@ def memory_child(spec: dict) -> dict:
     return dict(side=side, before_kb=before, peak_kb=peak, delta_mb=(peak - before) / 1024, method=method)
 
 
-def memory(label: str, folder: Path, s: Settings, a: argparse.Namespace) -> dict:
-    spec = dict(folder=str(folder), settings=dataclasses.asdict(s), threads=a.threads)
+def memory(label: str, folder: Path, s: EditSettings, a: argparse.Namespace) -> dict:
+    spec = dict(folder=str(folder), settings=s.as_dict(), threads=a.threads)
     sides = ("diffusers", "ours_a", "ours_b")
     deltas: dict = {k: [] for k in sides}
     method = ""
@@ -613,7 +599,8 @@ def table(report: dict) -> str:
     for label, m in report["models"].items():
         s = m["settings"]
         lines += ["", f"model {label}: {m['image_size'][0]}×{m['image_size'][1]} images, steps {s['steps']}, "
-                      f"n {s['n']}, strength {s['strength']}, mask_strength {s['mask_strength']}, "
+                      f"n {s['n']}, encoding_ratio {s.get('encoding_ratio', s.get('strength'))}, "
+                      f"mask_noise {s.get('mask_noise', s.get('mask_strength'))}, "
                       f"guidance {s['guidance']}, seed {SEED}; UNet calls of ours through "
                       f"{'diffedit_lab.fast_unet' if m['fast_unet'] else 'diffusers'}"]
         lines.append(f"  {'scenario':<37} {'diffusers':>10} {'ours':>10} {'ratio':>7} {'range':>11} {'wall':>5}  "

@@ -125,11 +125,11 @@ def generate(c, captions: list[str], *, steps: int, guidance: float, seed: int, 
     from a CPU generator seeded ``seed + k``."""
     from tqdm.auto import tqdm
 
+    from ..denoise import ddim_decode
     from ..latents import decode, encode_prompt
     from ..models import fresh_schedulers
-    from ..sampling import guided_noise, unet_caller
 
-    uncond, unet = encode_prompt(c, ""), unet_caller(c)
+    uncond = encode_prompt(c, "")
     h = w = SIZE // c.vae_scale_factor
     out = []
     batches = range(0, len(captions), batch_size)
@@ -141,9 +141,7 @@ def generate(c, captions: list[str], *, steps: int, guidance: float, seed: int, 
         g = torch.Generator().manual_seed(seed + k)
         z = torch.randn((len(texts), c.latent_channels, h, w), generator=g).to(c.device)
         z = z * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:
-            eps = guided_noise(c, z, t, cond, uncond, guidance, unet=unet)
-            z = scheduler.step(eps, t, z).prev_sample
+        z = ddim_decode(c, z, scheduler.timesteps, scheduler, cond, uncond if guidance > 1 else None, guidance).latents
         out.append(np.round(decode(c, z, output_type="np") * 255).astype(np.uint8))
     return np.concatenate(out)
 
