@@ -113,6 +113,7 @@ class EditSession:
         self._masks: dict = {}
         self._inversions: dict = {}
         self._decodings: dict = {}
+        self.inversions_computed = 0  # DDIM encodings computed (not taken from the cache)
 
     def clear(self) -> None:
         """Forget everything but ``z0``."""
@@ -184,11 +185,14 @@ class EditSession:
         guided = s.inversion_guidance > 1
         total = strength_steps(s.steps, s.encoding_ratio)
         tell = None if callback is None else (lambda i, _t, _z: callback(i + 1, total))
-        return self._cached(self._inversions, self._inversion_key(inversion_prompt, s), lambda: ddim_invert(
-            self.c, self.z0, self.embedding(inversion_prompt), encoding_ratio=s.encoding_ratio, steps=s.steps,
-            guidance=s.inversion_guidance, negative_prompt=self.embedding("") if guided else "", progress=progress,
-            callback=tell,
-        ))
+
+        def compute() -> Inversion:
+            self.inversions_computed += 1
+            return ddim_invert(self.c, self.z0, self.embedding(inversion_prompt), encoding_ratio=s.encoding_ratio,
+                               steps=s.steps, guidance=s.inversion_guidance,
+                               negative_prompt=self.embedding("") if guided else "", progress=progress, callback=tell)
+
+        return self._cached(self._inversions, self._inversion_key(inversion_prompt, s), compute)
 
     def run(self, source: Prompt, target: Prompt, settings: EditSettings | None = None, *,
             inversion_prompt: Prompt = "", seed: int | None = None, progress: bool = True,
