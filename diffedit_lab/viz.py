@@ -390,18 +390,24 @@ def pick_steps(length: int, num: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, length - 1, num)})
 
 
-def trajectory_figure(c, run, *, num: int = 6, index: int = 0, title: str | None = None) -> Figure:
-    """A latent trajectory decoded to images at ``num`` evenly spread steps.
+def trajectory_figure(run, images: Sequence, steps: Sequence[int] | None = None, *,
+                      title: str | None = None) -> Figure:
+    """A latent trajectory shown at some of its steps, from the decoded images the caller gives.
 
     ``run``: an ``Inversion`` (clean first, getting noisier), a ``DenoiseResult`` (noisiest
-    first, getting cleaner), an ``EditResult`` (its decoding) or a (T + 1, B, C, h, w) tensor.
+    first, getting cleaner), an ``EditResult`` (its decoding) or a (T + 1, B, C, h, w) tensor —
+    for the labels. ``images``: the latents ``run.trajectory[steps]`` decoded (one image each);
+    ``steps`` default to ``pick_steps(T + 1, len(images))``. So::
+
+        picks = viz.pick_steps(len(inv.trajectory), 6)
+        viz.trajectory_figure(inv, dl.decode(c, inv.trajectory[picks, 0]), picks)
+
     The decoded latents are shown as they are — intermediate latents look like noisy images.
     """
-    from .latents import decode
-
     traj, labels = _trajectory_labels(run)
-    picks = pick_steps(len(traj), num)
-    images = decode(c, traj[picks, index])
+    picks = list(steps) if steps is not None else pick_steps(len(traj), len(images))
+    if len(picks) != len(images):
+        raise ValueError(f"`images` ({len(images)}) and `steps` ({len(picks)}) must have the same length.")
     default = {"Inversion": "DDIM encoding (inversion): z0 → z_r",
                "DenoiseResult": "Decoding: z_r → z0'", "EditResult": "Decoding: z_r → z0'"}.get(type(run).__name__)
     return image_grid(images, [labels[i] for i in picks], suptitle=title or default)
