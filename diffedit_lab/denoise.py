@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ from .sampling import (
     unet_caller,
 )
 from .settings import or_paper
+
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler
 
 
 @dataclass
@@ -107,7 +110,7 @@ def ddim_decode(
     c: Components,
     z: torch.Tensor,
     timesteps: torch.Tensor,
-    scheduler,
+    scheduler: DDIMScheduler,
     cond: torch.Tensor,
     uncond: torch.Tensor | None,
     guidance: float,

@@ -76,8 +76,12 @@ def edit(
     ``callback(done, total)``: told after each DDIM step (see :meth:`EditSession.run`).
     """
     overrides = renamed(overrides, stacklevel=2)
-    return EditSession(c, image).run(source, target, settings, inversion_prompt=inversion_prompt, seed=seed,
-                                     progress=progress, callback=callback, **overrides)
+    s = (EditSettings.for_model(c) if settings is None else settings).replace(**overrides)  # before any model call
+    check_prompt("source", source)
+    check_prompt("target", target, required=True)
+    check_prompt("inversion_prompt", inversion_prompt)
+    return EditSession(c, image).run(source, target, s, inversion_prompt=inversion_prompt, seed=seed,
+                                     progress=progress, callback=callback)
 
 
 class EditSession:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -47,6 +47,9 @@ from .sampling import (
     unet_caller,
 )
 from .settings import or_paper, renamed
+
+if TYPE_CHECKING:
+    from diffusers import DDIMInverseScheduler
 
 
 @dataclass
@@ -136,7 +139,7 @@ def ddim_encode(
     c: Components,
     z: torch.Tensor,
     timesteps: torch.Tensor,
-    inverse_scheduler,
+    inverse_scheduler: DDIMInverseScheduler,
     cond: torch.Tensor,
     uncond: torch.Tensor | None,
     guidance: float,

@@ -156,7 +156,7 @@ def fill_holes(mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def noised_draws(c: Components, image_or_latents, n: int, t, generator) -> torch.Tensor:
+def noised_draws(c: Components, image_or_latents: torch.Tensor | Image.Image | list, n: int, t: torch.Tensor | int, generator: torch.Generator | None) -> torch.Tensor:
     """``z_t^(i)`` for ``n`` draws per image, (B·n, C, h, w), images-major.
 
     From an image the VAE latent is itself *sampled* once per draw, then noised — the order in

@@ -29,13 +29,16 @@ Latents stay float32; only the UNet call runs in ``Components.dtype``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import fast_unet
 from .models import Components
+
+if TYPE_CHECKING:
+    from diffusers import DDIMInverseScheduler, DDIMScheduler
 
 
 def strength_steps(steps: int, strength: float) -> int:
@@ -49,14 +52,14 @@ def strength_steps(steps: int, strength: float) -> int:
     return k
 
 
-def denoising_timesteps(scheduler, steps: int, strength: float) -> torch.Tensor:
+def denoising_timesteps(scheduler: DDIMScheduler, steps: int, strength: float) -> torch.Tensor:
     """The last ``k`` timesteps of the DDIM schedule, noisiest first (``scheduler`` is set up)."""
     scheduler.set_timesteps(steps)
     k = strength_steps(steps, strength)
     return scheduler.timesteps[steps - k :]
 
 
-def inversion_timesteps(inverse_scheduler, steps: int, strength: float) -> torch.Tensor:
+def inversion_timesteps(inverse_scheduler: DDIMInverseScheduler, steps: int, strength: float) -> torch.Tensor:
     """The first ``k`` timesteps of the inverse DDIM schedule, cleanest first."""
     inverse_scheduler.set_timesteps(steps)
     k = strength_steps(steps, strength)
@@ -79,7 +82,7 @@ def unet_caller(c: Components) -> UNetCall:
     through diffusers' ``UNet2DConditionModel``. The UNet runs in ``c.dtype``."""
     fast = takes_fast_unet(c)
 
-    def eps(latents: torch.Tensor, t, embeddings: torch.Tensor) -> torch.Tensor:
+    def eps(latents: torch.Tensor, t: torch.Tensor | int, embeddings: torch.Tensor) -> torch.Tensor:
         z, emb = latents.to(c.device, c.dtype), embeddings.to(c.device, c.dtype)
         out = fast_unet.unet_forward(c.unet, z, t, emb) if fast else c.unet(z, t, encoder_hidden_states=emb).sample
         return out.float()
@@ -87,7 +90,7 @@ def unet_caller(c: Components) -> UNetCall:
     return eps
 
 
-def unet_output(c: Components, latents: torch.Tensor, t, embeddings: torch.Tensor) -> torch.Tensor:
+def unet_output(c: Components, latents: torch.Tensor, t: torch.Tensor | int, embeddings: torch.Tensor) -> torch.Tensor:
     """One UNet call ``ε_θ(z_t, t, c)`` on a batch (see :func:`unet_caller`)."""
     return unet_caller(c)(latents, t, embeddings)
 
@@ -95,7 +98,7 @@ def unet_output(c: Components, latents: torch.Tensor, t, embeddings: torch.Tenso
 def guided_noise(
     c: Components,
     latents: torch.Tensor,
-    t,
+    t: torch.Tensor | int,
     cond: torch.Tensor,
     uncond: torch.Tensor | None,
     guidance: float,
@@ -123,7 +126,7 @@ def classifier_free_guidance(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, g
     return eps_uncond + guidance * (eps_cond - eps_uncond)
 
 
-def ddim_step(z_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t, alpha_bar_prev, *,
+def ddim_step(z_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float | torch.Tensor, alpha_bar_prev: float | torch.Tensor, *,
               pred_x0: torch.Tensor | None = None) -> torch.Tensor:
     """One deterministic DDIM step (η = 0) from level ``ᾱ_t`` to ``ᾱ_prev``:
 
@@ -137,7 +140,7 @@ def ddim_step(z_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t, alpha_bar_prev,
     return alpha_bar_prev ** 0.5 * pred_x0 + (1 - alpha_bar_prev) ** 0.5 * eps
 
 
-def ddim_inverse_step(z_s: torch.Tensor, eps: torch.Tensor, alpha_bar_s, alpha_bar_t, *,
+def ddim_inverse_step(z_s: torch.Tensor, eps: torch.Tensor, alpha_bar_s: float | torch.Tensor, alpha_bar_t: float | torch.Tensor, *,
                       pred_x0: torch.Tensor | None = None) -> torch.Tensor:
     """DDIM inversion: the same rule run from level ``ᾱ_s`` to the noisier level ``ᾱ_t``,
 
@@ -148,7 +151,7 @@ def ddim_inverse_step(z_s: torch.Tensor, eps: torch.Tensor, alpha_bar_s, alpha_b
     return ddim_step(z_s, eps, alpha_bar_s, alpha_bar_t, pred_x0=pred_x0)
 
 
-def noise_levels(scheduler, t) -> tuple[torch.Tensor, torch.Tensor]:
+def noise_levels(scheduler: DDIMScheduler | DDIMInverseScheduler, t: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ᾱ_from, ᾱ_to)`` of the DDIM step ``scheduler`` makes at timestep ``t``.
 
     A ``DDIMScheduler`` (set up with its timesteps) steps down from ``t`` to ``t − 1000/steps``
@@ -163,7 +166,7 @@ def noise_levels(scheduler, t) -> tuple[torch.Tensor, torch.Tensor]:
     return alphas[t], (alphas[prev] if prev >= 0 else scheduler.final_alpha_cumprod)
 
 
-def model_prediction(scheduler, output: torch.Tensor, z_t: torch.Tensor, alpha_bar_t):
+def model_prediction(scheduler: DDIMScheduler | DDIMInverseScheduler, output: torch.Tensor, z_t: torch.Tensor, alpha_bar_t: float | torch.Tensor):
     """``(ε, ẑ0)`` from the (guided) model output at level ``ᾱ_t``, as the scheduler's config reads it.
 
     ε-prediction: ``(output, None)`` — :func:`ddim_step` computes ẑ0. v-prediction:
@@ -192,7 +195,7 @@ def model_prediction(scheduler, output: torch.Tensor, z_t: torch.Tensor, alpha_b
     return eps, pred_x0
 
 
-def progress_bar(iterable, progress: bool, desc: str):
+def progress_bar(iterable: Iterable, progress: bool, desc: str):
     """``tqdm.auto`` over ``iterable`` when ``progress`` is true, else the iterable itself."""
     if not progress:
         return iterable

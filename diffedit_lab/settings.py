@@ -85,6 +85,10 @@ class EditSettings:
         if not isinstance(self.fill_holes, (bool, int)) or self.fill_holes not in (0, 1):
             raise ValueError(f"`fill_holes` must be True or False, got {self.fill_holes!r}.")
         self._set("fill_holes", bool(self.fill_holes))
+        for name in ("mask_noise", "encoding_ratio"):  # ⌊steps·r⌋ ≥ 1: sampling.strength_steps' rule
+            if int(self.steps * getattr(self, name)) < 1:
+                raise ValueError(f"`{name}`={getattr(self, name)} × `steps`={self.steps} covers no DDIM step: use "
+                                 f"{name} ≥ {1 / self.steps:.3g} or more steps.")
 
     def _set(self, name: str, value) -> None:
         object.__setattr__(self, name, value)  # frozen: only the constructor normalises

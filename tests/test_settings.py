@@ -41,6 +41,14 @@ def test_bad_values_fail_in_the_constructor(field, value, message):
         EditSettings().replace(**{field: value})
 
 
+def test_a_ratio_must_cover_a_ddim_step():
+    with pytest.raises(ValueError, match=r"`encoding_ratio`=0.05 × `steps`=10 covers no DDIM step"):
+        EditSettings(encoding_ratio=0.05, steps=10)
+    with pytest.raises(ValueError, match=r"`mask_noise`=0.1 × `steps`=5 covers no DDIM step"):
+        EditSettings(mask_noise=0.1, steps=5)
+    assert EditSettings(encoding_ratio=0.1, steps=10).encoding_ratio == 0.1
+
+
 def test_a_seed_is_not_a_setting_and_unknown_names_fail(tiny_components):
     with pytest.raises(TypeError, match="a seed is not a setting"):
         EditSettings.for_model(tiny_components, seed=3)

@@ -166,7 +166,7 @@ def format_ablation_table(results: dict) -> str:
     return f"DiffEdit ablations at r = {ab['r']}\n" + "\n".join([text[0], "  ".join("-" * w for w in widths), *text[1:]])
 
 
-def tradeoff_figure(results: dict, *, metrics=("background_psnr", "background_ssim")):
+def tradeoff_figure(results: dict, *, metrics: tuple[str, ...]=("background_psnr", "background_ssim")):
     """Edit success against each background measure, one curve per method, ``r`` beside each point."""
     from matplotlib.figure import Figure
 
@@ -230,7 +230,7 @@ def ablation_figure(results: dict):
     return fig
 
 
-def load_results(path) -> dict:
+def load_results(path: str | Path) -> dict:
     """A results.json written by this module."""
     return json.loads(Path(path).read_text())
 

@@ -113,7 +113,7 @@ def _ticker(tick: Callable[[int], None] | None, rows: int):
 
 
 def encode_all(c: Components, z0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, *, steps: int,
-               strength: float, guidance: float, batch: int, tick=None) -> tuple[torch.Tensor, torch.Tensor]:
+               strength: float, guidance: float, batch: int, tick: Callable[[int], None] | None=None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`~diffedit_lab.inversion.ddim_encode` of every latent with its own text ``cond[i]``,
     ``batch`` latents per UNet call: ``(trajectory (T+1, B, C, h, w), timesteps)``."""
     parts = []
@@ -128,7 +128,7 @@ def encode_all(c: Components, z0: torch.Tensor, cond: torch.Tensor, uncond: torc
 
 def decode_all(c: Components, start: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, masks: torch.Tensor,
                encoded: torch.Tensor, *, steps: int, strength: float, guidance: float, batch: int,
-               tick=None) -> torch.Tensor:
+               tick: Callable[[int], None] | None=None) -> torch.Tensor:
     """:func:`~diffedit_lab.denoise.ddim_decode` with the blend of a batch of jobs from ``start``
     (B, C, h, w), each with its own text, mask (B, 1, h, w) and encoding trajectory ``encoded``
     (T+1, B, C, h, w) — ``masked_denoise`` per job. An all-ones mask gives exactly the unmasked
@@ -145,7 +145,7 @@ def decode_all(c: Components, start: torch.Tensor, cond: torch.Tensor, uncond: t
 
 
 def edit_masks(c: Components, z0: torch.Tensor, source: torch.Tensor, target: torch.Tensor, uncond: torch.Tensor,
-               seeds: list[int], s: EditSettings, *, n: int, tick=None) -> dict[str, list[MaskResult]]:
+               seeds: list[int], s: EditSettings, *, n: int, tick: Callable[[int], None] | None=None) -> dict[str, list[MaskResult]]:
     """Each edit's mask with ``n`` draws from ``seeds[i]`` (as ``noise_diff_mask``), against the
     caption and against ∅ (``REFERENCES``): :func:`~diffedit_lab.mask.mask_from_draws` per edit;
     with guidance the ∅ reference reuses every UNet row (rows ``[∅, R]`` and ``[Q]``, 3n)."""
@@ -179,7 +179,7 @@ def masks_from(masks: list[MaskResult], n: int, clamp_ratio: float, threshold: f
     return torch.cat(latent), torch.cat(fine)
 
 
-def prefix_ok(c, steps: int, strength: float, largest: float) -> bool:
+def prefix_ok(c: Components, steps: int, strength: float, largest: float) -> bool:
     """Does one DDIM encoding to ``largest`` contain the encoding to ``strength``? True when the
     inverse timesteps of ``strength`` are a prefix of those of ``largest`` and the denoising
     timesteps of ``strength`` are their reverse (what ``masked_denoise`` blends against)."""
@@ -243,7 +243,7 @@ def ablation_variants(s: QualityRun) -> list[tuple]:
     return out
 
 
-def run(c, s: QualityRun, *, model_dir=None, progress: bool = True, workers: int = 1) -> dict:
+def run(c: Components, s: QualityRun, *, model_dir: str | Path | None=None, progress: bool = True, workers: int = 1) -> dict:
     """Run the benchmark: ``{"report": results.json content (see :func:`report`), "rows": every
     scored output}``. ``workers > 1``: the edits are split between that many processes of one
     torch thread each (``model_dir``/``c.device`` say what they load)."""

@@ -13,11 +13,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..settings import EditSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from diffusers import StableDiffusionDiffEditPipeline
+    from PIL import Image
+
+    from ..inversion import Inversion
+    from ..models import Components
 
 GOALS = {"a": 0.90, "b": 0.75, "c": 0.40, "d": 20.0, "e": 0.10, "memory": 1.0}
 SOURCE = "a red circle and a blue square"
@@ -34,7 +44,7 @@ IDENTICAL = dict(mask_cells=0, inversion=1e-5, decoding=1e-4)
 DIFFUSERS_THRESHOLD = 0.5  # generate_mask always binarises at 0.5 (a model's recorded τ is for edit())
 
 
-def settings_for(c, *, steps: int | None = None, n: int | None = None) -> EditSettings:
+def settings_for(c: Components, *, steps: int | None = None, n: int | None = None) -> EditSettings:
     """The model's settings (``EditSettings.for_model``) with the bench's ``steps`` and ``n``."""
     return EditSettings.for_model(c, steps=steps, n=n)
 
@@ -43,7 +53,7 @@ def settings_for(c, *, steps: int | None = None, n: int | None = None) -> EditSe
 # the two sides
 
 
-def diffusers_pipeline(folder):
+def diffusers_pipeline(folder: str | Path):
     """diffusers' DiffEdit pipeline from ``folder``, as its documentation builds it."""
     from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionDiffEditPipeline
 
@@ -58,7 +68,7 @@ def _generator():
     return torch.Generator().manual_seed(SEED)
 
 
-def diffusers_mask(pipe, image, source, target, s: EditSettings, clamp_ratio: float | None = None):
+def diffusers_mask(pipe: StableDiffusionDiffEditPipeline, image: Image.Image, source: str, target: str, s: EditSettings, clamp_ratio: float | None = None):
     return pipe.generate_mask(
         image=image, source_prompt=source, target_prompt=target, num_maps_per_mask=s.n,
         mask_encode_strength=s.mask_noise, mask_thresholding_ratio=clamp_ratio or s.clamp_ratio,
@@ -66,7 +76,7 @@ def diffusers_mask(pipe, image, source, target, s: EditSettings, clamp_ratio: fl
     )
 
 
-def diffusers_edit(pipe, image, source, target, s: EditSettings, output_type: str = "pil"):
+def diffusers_edit(pipe: StableDiffusionDiffEditPipeline, image: Image.Image, source: str, target: str, s: EditSettings, output_type: str = "pil"):
     """``generate_mask`` + ``invert`` (guided with the source text, as documented) + ``__call__``."""
     mask = diffusers_mask(pipe, image, source, target, s)
     latents = pipe.invert(
@@ -80,7 +90,7 @@ def diffusers_edit(pipe, image, source, target, s: EditSettings, output_type: st
     return mask, latents, images
 
 
-def ours_identical(c, image, source, target, s: EditSettings):
+def ours_identical(c: Components, image: Image.Image, source: str, target: str, s: EditSettings):
     """Scenario (a): our step functions at diffusers' settings (guided inversion with the source
     text, the VAE latent sampled with the seed, τ = 0.5); each text is encoded once."""
     from .. import ddim_invert, decode, encode_prompt, masked_denoise, noise_diff_mask
@@ -100,21 +110,21 @@ def ours_identical(c, image, source, target, s: EditSettings):
     return mask, inversion, decode(c, latents)
 
 
-def ours_defaults(c, image, source, target, s: EditSettings):
+def ours_defaults(c: Components, image: Image.Image, source: str, target: str, s: EditSettings):
     """Scenario (b): ``edit()`` at our defaults (unguided inversion, the VAE mean)."""
     from .. import edit
 
     return edit(c, image, source, target, s, seed=SEED, progress=False)
 
 
-def ours_session(c, image, source, targets, s: EditSettings):
+def ours_session(c: Components, image: Image.Image, source: str, targets: Sequence[str], s: EditSettings):
     """Scenario (c): one EditSession for all the targets, decodings batched (``run_many``)."""
     from .. import EditSession
 
     return EditSession(c, image).run_many(source, list(targets), s, seed=SEED, progress=False)
 
 
-def diffusers_blend(inversion):
+def diffusers_blend(inversion: Inversion):
     """The inversion shifted one level, so that ``masked_denoise`` blends like diffusers: with the
     latent of level t after the step to t − 1 (docs/differences.md §1)."""
     trajectory = inversion.trajectory
@@ -185,12 +195,12 @@ class ForwardClock:
             self._restore()
 
 
-def networks(vae, unet, text_encoder) -> dict:
+def networks(vae: torch.nn.Module, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> dict:
     return dict(unet=unet, text_encoder=text_encoder, vae_encoder=vae.encoder, vae_decoder=vae.decoder,
                 quant_conv=vae.quant_conv, post_quant_conv=vae.post_quant_conv)
 
 
-def timed(fn):
+def timed(fn: Callable[[], object]):
     """``fn()`` and its wall-clock and CPU time (this process, all threads) in seconds."""
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn()
@@ -203,7 +213,7 @@ class Timing:
     cpu: float
 
 
-def median(xs) -> float:
+def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
 
 
@@ -290,7 +300,7 @@ def _ratio(theirs: list, ours: list, goal: float, unit: str = "s", scale: float 
                 diffusers_wall=median([t.wall for t in theirs]) * scale, ours_wall=median([o.wall for o in ours]) * scale)
 
 
-def identical(c, pipe, image, s: EditSettings, ours, theirs) -> dict:
+def identical(c: Components, pipe: StableDiffusionDiffEditPipeline, image: Image.Image, s: EditSettings, ours: tuple, theirs: tuple) -> dict:
     """What "identical outputs" means for (a), checked on the timed runs' outputs."""
     from .. import decode, masked_denoise
 
@@ -314,7 +324,7 @@ def identical(c, pipe, image, s: EditSettings, ours, theirs) -> dict:
     )
 
 
-def rethreshold(label: str, c, pipe, image, s: EditSettings, a: argparse.Namespace) -> dict:
+def rethreshold(label: str, c: Components, pipe: StableDiffusionDiffEditPipeline, image: Image.Image, s: EditSettings, a: argparse.Namespace) -> dict:
     """(d): an existing mask re-thresholded by ``EditSession.mask`` — on the edits' 16×16 latents
     against diffusers' ``generate_mask`` (which returns only the binary mask, so a new threshold is
     a new mask pass), and on 64×64 latents (random, one draw) for the goal."""
@@ -350,7 +360,7 @@ def rethreshold(label: str, c, pipe, image, s: EditSettings, a: argparse.Namespa
     return out
 
 
-def overhead(label: str, c, pipe, image, s: EditSettings) -> dict:
+def overhead(label: str, c: Components, pipe: StableDiffusionDiffEditPipeline, image: Image.Image, s: EditSettings) -> dict:
     """(e): time outside the networks' forward passes, one hooked run per side and scenario."""
     from ..sampling import takes_fast_unet
 

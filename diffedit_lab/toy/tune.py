@@ -31,6 +31,7 @@ import argparse
 import itertools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ from tqdm.auto import tqdm
 from ..settings import DEPRECATED_NAMES, EditSettings
 from .quality import alternating_edits
 from .world import Edit
+
+if TYPE_CHECKING:
+    from ..models import Components
 
 VALIDATION_SEED = 500_000_000
 MASK_GRID = dict(mask_noise=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0),
@@ -53,7 +57,7 @@ def validation_edits(n: int) -> list[Edit]:
     return alternating_edits(VALIDATION_SEED, n)
 
 
-def mask_ious(c, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
+def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
               progress: bool = True) -> list[dict]:
     """Mean IoU of the mask at 64×64 against the true region for every (mask strength, clamp
     ratio, threshold, fill holes) of ``grid`` (default :data:`MASK_GRID`), best first."""
@@ -74,7 +78,7 @@ def mask_ious(c, edits: list[Edit], *, guidance: float, n: int, grid: dict | Non
     return sorted(rows, key=lambda r: -r["mask_iou"])
 
 
-def edit_scores(c, edits: list[Edit], steps: int, masks: list[dict], grid: dict | None = None,
+def edit_scores(c: Components, edits: list[Edit], steps: int, masks: list[dict], grid: dict | None = None,
                 progress: bool = True) -> list[dict]:
     """Mean figures of every point of ``grid`` (default :data:`EDIT_GRID`) with each of the mask
     settings ``masks``, best first; one EditSession per image, so masks and inversions are
