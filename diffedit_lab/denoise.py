@@ -177,7 +177,10 @@ def masked_denoise(
     m = as_latent_mask(c, mask, inversion.latents)
     warn_if_empty_mask(m)
     cond, uncond = _embeddings(c, prompt, negative_prompt, guidance)
-    return _masked_decoding(c, inversion, m, cond, uncond, guidance, callback, progress)
+    scheduler, timesteps = _decoding_grid(c, inversion)  # the inversion's timesteps, reversed
+    # from z_r, each step: y = ddim_step(y, ε̂(y, t, Q), ᾱ_t, ᾱ_{t−1}), then y = blend(y, x_{t−1}, M)
+    return ddim_decode(c, inversion.latents, timesteps, scheduler, cond, uncond, guidance, mask=m,
+                       encoded=inversion.trajectory, callback=callback, progress=progress, desc="DiffEdit decoding")
 
 
 def masked_denoise_many(
@@ -217,8 +220,9 @@ def masked_denoise_many(
                           mask=result.mask[r]) for r in rows]
 
 
-def _masked_decoding(c, inversion: Inversion, m, cond, uncond, guidance, callback, progress, copies: int = 1):
-    """The decoding loop of :func:`masked_denoise` for ``copies`` queries stacked target-major."""
+def _decoding_grid(c: Components, inversion: Inversion):
+    """A fresh scheduler and the denoising timesteps of ``inversion``'s ``steps`` and ``strength``
+    (with a warning if they are not its timesteps reversed)."""
     scheduler, _ = fresh_schedulers(c)
     timesteps = denoising_timesteps(scheduler, inversion.steps, inversion.strength)
     if not torch.equal(timesteps.flip(0).cpu(), inversion.timesteps.cpu()):
@@ -227,7 +231,13 @@ def _masked_decoding(c, inversion: Inversion, m, cond, uncond, guidance, callbac
             UserWarning,
             stacklevel=3,
         )
-    encoded = inversion.trajectory if copies == 1 else inversion.trajectory.repeat(1, copies, 1, 1, 1)
+    return scheduler, timesteps
+
+
+def _masked_decoding(c, inversion: Inversion, m, cond, uncond, guidance, callback, progress, copies: int):
+    """The decoding of :func:`masked_denoise_many`: ``copies`` queries stacked target-major."""
+    scheduler, timesteps = _decoding_grid(c, inversion)
+    encoded = inversion.trajectory.repeat(1, copies, 1, 1, 1)
     return ddim_decode(c, encoded[-1], timesteps, scheduler, cond, uncond, guidance, mask=m, encoded=encoded,
                        callback=callback, progress=progress, desc="DiffEdit decoding")
 
