@@ -209,7 +209,7 @@ def noise_diff_mask(
     rows; ``[∅_Q, Q]``, 4n in all, if the two negative texts differ; ``[R]`` and ``[Q]``, 2n,
     if ``w ≤ 1``). The source branch does not depend on the target: :class:`~diffedit_lab.EditSession`
     keeps it for the next target. ``fill_holes``: fill the holes of ``M`` (see the module doc).
-    ``progress`` has nothing to show; it is accepted for a uniform API. Settings left ``None``:
+    ``progress``: a bar over the UNet calls (the source and target branches). Settings left ``None``:
     the paper's (:class:`~diffedit_lab.settings.EditSettings`), checked there. ``strength``: the
     old name of ``mask_noise`` (deprecated).
     """
@@ -225,7 +225,7 @@ def noise_diff_mask(
     result, _, _ = mask_from_draws(
         c, z_t, t, s.n, source, target, source_negative_prompt=source_negative_prompt,
         target_negative_prompt=target_negative_prompt, guidance=s.guidance, clamp_ratio=s.clamp_ratio,
-        threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes,
+        threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes, progress=progress,
     )
     return result
 
@@ -254,17 +254,26 @@ def mask_from_draws(
     fill_holes: bool = False,
     source_predictions: torch.Tensor | None = None,
     target_predictions: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> tuple[MaskResult, torch.Tensor, torch.Tensor]:
     """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw predictions of
     the source and target branches, which a later call can pass back as ``source_predictions``
-    / ``target_predictions`` (from the same draws, texts and ``guidance > 1``-ness)."""
+    / ``target_predictions`` (from the same draws, texts and ``guidance > 1``-ness). ``progress``:
+    a bar over the UNet calls still to make."""
+    from tqdm.auto import tqdm
+
     guided = guidance > 1
+    calls = (source_predictions is None) + (target_predictions is None)
+    bar = tqdm(total=calls, desc="DiffEdit mask", leave=False, disable=not progress or not calls)
     if source_predictions is None:
         source_predictions = _branch(c, z_t, t, [source_negative_prompt, source] if guided else [source])
+        bar.update()
     share = not guided or _same_text(source_negative_prompt, target_negative_prompt)
     target_raw = target_predictions
     if target_raw is None:
         target_raw = _branch(c, z_t, t, [target] if share else [target_negative_prompt, target])
+        bar.update()
+    bar.close()
     if guided:
         uncond_q = source_predictions[0] if share else target_raw[0]
         source_noise = classifier_free_guidance(source_predictions[0], source_predictions[1], guidance)
