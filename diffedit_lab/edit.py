@@ -118,6 +118,7 @@ class EditSession:
         self._inversions: dict = {}
         self._decodings: dict = {}
         self.inversions_computed = 0  # DDIM encodings computed (not taken from the cache)
+        self._model_settings: EditSettings | None = None  # EditSettings.for_model(c), built on first use
 
     def clear(self) -> None:
         """Forget everything but ``z0``."""
@@ -133,7 +134,11 @@ class EditSession:
 
     def settings(self, settings: EditSettings | None = None, **overrides: Any) -> EditSettings:
         """``settings`` (default: the model's, :meth:`EditSettings.for_model`) with ``overrides``."""
-        base = EditSettings.for_model(self.c) if settings is None else settings
+        if settings is None:
+            if self._model_settings is None:
+                self._model_settings = EditSettings.for_model(self.c)
+            settings = self._model_settings
+        base = settings
         if not isinstance(base, EditSettings):
             raise TypeError(f"`settings` must be an EditSettings, got {type(base).__name__}.")
         return base.replace(**renamed(overrides, stacklevel=2))

@@ -26,6 +26,7 @@ release with a ``DeprecationWarning``.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -96,7 +97,7 @@ class EditSettings:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The settings' names, in order."""
-        return tuple(f.name for f in fields(cls))
+        return _names(cls)
 
     @classmethod
     def for_model(cls, c: Any = None, **overrides: Any) -> "EditSettings":
@@ -104,7 +105,8 @@ class EditSettings:
         ``diffedit_lab.json``, then ``overrides`` (``None`` means: not given)."""
         overrides = renamed(overrides, stacklevel=2)
         recorded = _recorded(getattr(c, "defaults", None) or {})
-        return cls()._with(recorded, "the model's diffedit_lab.json")._with(overrides, "")
+        paper = PAPER if cls is EditSettings else cls()
+        return paper._with(recorded, "the model's diffedit_lab.json")._with(overrides, "")
 
     def replace(self, **overrides: Any) -> "EditSettings":
         """A copy with ``overrides`` (``None``: unchanged), checked again."""
@@ -112,12 +114,16 @@ class EditSettings:
 
     def _with(self, overrides: dict, where: str) -> "EditSettings":
         given = {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(given) - set(self.names()))
+        unknown = sorted(set(given).difference(self.names()))
         if unknown:
             hint = " (a seed is not a setting: pass `seed=` to edit()/run())" if "seed" in unknown else ""
             raise TypeError(f"unknown setting(s) {unknown}{' in ' + where if where else ''}{hint}; "
                             f"known: {list(self.names())}.")
-        return replace(self, **given) if given else self
+        if not given:
+            return self
+        # the same change of the same settings is built (and checked) once; the key holds the
+        # types, so that 4.0 steps is not mistaken for a checked 4
+        return _replaced(self, tuple((k, type(v), v) for k, v in sorted(given.items())))
 
     def as_dict(self) -> dict:
         """``{name: value}`` of every setting."""
@@ -148,6 +154,16 @@ def _recorded(defaults: dict) -> dict:
     out = {DEPRECATED_NAMES.get(k, k): v for k, v in defaults.items() if k not in DEPRECATED_NAMES}
     out.update({new: defaults[old] for old, new in DEPRECATED_NAMES.items() if old in defaults and new not in out})
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+@functools.lru_cache(maxsize=1024)
+def _replaced(settings: EditSettings, given: tuple) -> EditSettings:
+    return replace(settings, **{k: v for k, _, v in given})
 
 
 PAPER = EditSettings()

@@ -41,6 +41,13 @@ def test_bad_values_fail_in_the_constructor(field, value, message):
         EditSettings().replace(**{field: value})
 
 
+def test_a_change_is_built_once_and_its_types_count():
+    s = EditSettings()
+    assert s.replace(steps=4) is s.replace(steps=4)  # built and checked once
+    with pytest.raises(ValueError, match="`steps` must be an integer"):
+        s.replace(steps=4.0)  # equal to 4 and hashed alike, but not an integer
+
+
 def test_a_ratio_must_cover_a_ddim_step():
     with pytest.raises(ValueError, match=r"`encoding_ratio`=0.05 × `steps`=10 covers no DDIM step"):
         EditSettings(encoding_ratio=0.05, steps=10)
