@@ -4,7 +4,8 @@
                      └─ddim_invert─▶ Inversion ─masked_denoise(mask, Q)─▶ z0' ─decode─▶ image
                                    (step 2: encode)  (step 3: decode with the query)
 
-``edit`` runs the whole chain; every step is also a public function returning a small
+``edit`` runs the whole chain with one ``EditSettings`` (the paper's values, the model's, the
+caller's); every step is also a public function returning a small
 dataclass that a notebook can plot. Only ``models`` decides the device and dtype.
 
 The names below are imported on first use (PEP 562): ``import diffedit_lab`` alone does not
@@ -22,13 +23,14 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "DenoiseResult": "denoise", "as_latent_mask": "denoise", "encode_decode": "denoise",
     "masked_denoise": "denoise", "sdedit": "denoise",
-    "LIBRARY_DEFAULTS": "edit", "EditResult": "edit", "EditSession": "edit", "edit": "edit",
+    "EditResult": "edit", "EditSession": "edit", "edit": "edit",
     "Inversion": "inversion", "ddim_invert": "inversion",
     "decode": "latents", "encode": "latents", "encode_prompt": "latents", "load_image": "latents",
     "MaskResult": "mask", "noise_diff_mask": "mask",
     "DEFAULT_MODEL_DIR": "models", "Components": "models", "ModelLoadError": "models",
     "ModelNotFoundError": "models", "default_device": "models", "load_components": "models",
     "known_words": "inputs",
+    "EditSettings": "settings",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -63,11 +65,12 @@ def __dir__():
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from .denoise import DenoiseResult, as_latent_mask, encode_decode, masked_denoise, sdedit
-    from .edit import LIBRARY_DEFAULTS, EditResult, EditSession, edit
+    from .edit import EditResult, EditSession, edit
     from .inputs import known_words
     from .inversion import Inversion, ddim_invert
     from .latents import decode, encode, encode_prompt, load_image
     from .mask import MaskResult, noise_diff_mask
+    from .settings import EditSettings
     from .models import (
         DEFAULT_MODEL_DIR,
         Components,

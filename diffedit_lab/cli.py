@@ -125,10 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--seed", type=_number(int, 0, 2**64 - 1), metavar="S",
                       help="random seed (default: one is drawn and printed)")
     edit.add_argument("--steps", type=_number(int, 1, 1000), metavar="N", help="DDIM steps over the full schedule")
-    edit.add_argument("--strength", type=_number(float, 0, 1, low_open=True), metavar="R",
-                      help="encoding ratio r in (0, 1]: how far the image is DDIM-encoded")
-    edit.add_argument("--mask-strength", type=_number(float, 0, 1, low_open=True), metavar="S",
-                      help="noise level in (0, 1] at which the mask is computed (paper: 0.5)")
+    edit.add_argument("--encoding-ratio", "--strength", dest="encoding_ratio", metavar="R",
+                      type=_number(float, 0, 1, low_open=True),
+                      help="encoding ratio r in (0, 1]: how far the image is DDIM-encoded (--strength: old name)")
+    edit.add_argument("--mask-noise", "--mask-strength", dest="mask_noise", metavar="S",
+                      type=_number(float, 0, 1, low_open=True),
+                      help="noise level s in (0, 1] at which the mask is computed (paper: 0.5; --mask-strength: "
+                      "old name)")
     edit.add_argument("--n", type=_number(int, 1), metavar="N", help="noise draws averaged for the mask (paper: 10)")
     edit.add_argument("--threshold", type=_number(float, 0, 1, high_open=True), metavar="T",
                       help="mask binarisation threshold in [0, 1) (paper: 0.5)")
@@ -351,7 +354,7 @@ def _run_edit(args) -> int:
     _check_settings(args)
     _check_device(args.device)
 
-    from diffedit_lab import edit, load_components, load_image
+    from diffedit_lab import EditSettings, edit, load_components, load_image
     from diffedit_lab.inputs import MIN_SIDE
 
     if args.quiet:
@@ -366,20 +369,14 @@ def _run_edit(args) -> int:
                        f"(at least {MIN_SIDE} px a side)")
 
     components = load_components(args.model, device=args.device)
+    # unset options are None: the model's recorded settings, else the paper's, apply
+    settings = EditSettings.for_model(components, **{name: getattr(args, name) for name in EditSettings.names()})
     result = edit(
         components,
         image,
         args.source,
         args.target,
-        n=args.n,
-        mask_strength=args.mask_strength,
-        clamp_ratio=args.clamp_ratio,
-        threshold=args.threshold,
-        fill_holes=args.fill_holes,
-        strength=args.strength,
-        steps=args.steps,
-        guidance=args.guidance,
-        inversion_guidance=args.inversion_guidance,
+        settings,
         seed=args.seed,
         progress=not args.quiet,
         # edit()'s default inversion prompt is "" (unconditional encoding), not None

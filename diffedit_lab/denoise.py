@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -36,7 +36,19 @@ from .inversion import Inversion, check_inversion
 from .latents import encode, encode_prompt, is_latents, make_generator
 from .mask import MaskResult
 from .models import Components, fresh_schedulers
-from .sampling import denoising_timesteps, guided_noise, progress_bar, unet_caller
+from .sampling import (
+    ddim_step,
+    denoising_timesteps,
+    guided_noise,
+    model_prediction,
+    noise_levels,
+    progress_bar,
+    unet_caller,
+)
+from .settings import or_paper
+
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler
 
 
 @dataclass
@@ -50,7 +62,7 @@ class DenoiseResult:
     mask: torch.Tensor | None = None
 
 
-def as_latent_mask(c: Components, mask, latents: torch.Tensor) -> torch.Tensor:
+def as_latent_mask(c: Components, mask: MaskResult | torch.Tensor | Image.Image | np.ndarray, latents: torch.Tensor) -> torch.Tensor:
     """Any mask as a float (B or 1, 1, h, w) tensor matching ``latents`` (B, C, h, w).
 
     ``MaskResult``: its binary mask. Tensor (h, w), (B, h, w) or (B, 1, h, w): values in
@@ -73,12 +85,6 @@ def as_latent_mask(c: Components, mask, latents: torch.Tensor) -> torch.Tensor:
     return m.to(latents.device)
 
 
-def blend(y_t: torch.Tensor, x_t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The paper's blend ``ỹ_t = M · y_t + (1 − M) · x_t``: the decoded latent ``y_t`` inside the
-    mask (1 = edit), the encoded latent ``x_t`` of the same level outside."""
-    return mask * y_t + (1 - mask) * x_t
-
-
 def _image_mask(mask, width: int, height: int) -> torch.Tensor:
     arr = np.asarray(mask)
     if arr.dtype == bool:
@@ -91,38 +97,58 @@ def _image_mask(mask, width: int, height: int) -> torch.Tensor:
     return torch.from_numpy((np.asarray(img) >= 128).astype(np.float32))
 
 
+def blend(y_t: torch.Tensor, x_t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The paper's blend ``ỹ_t = M·y_t + (1 − M)·x_t``: the decoded latent ``y_t`` inside the mask
+    (1 = edit), the encoded latent ``x_t`` of the same level outside."""
+    # contiguous: broadcasting a (B, 1, h, w) mask can return channels-last memory,
+    # and the UNet's convolutions round differently on it
+    return (mask * y_t + (1 - mask) * x_t).contiguous()
+
+
 @torch.inference_mode()
-def _denoise_loop(
+def ddim_decode(
     c: Components,
     z: torch.Tensor,
     timesteps: torch.Tensor,
-    scheduler,
+    scheduler: DDIMScheduler,
     cond: torch.Tensor,
     uncond: torch.Tensor | None,
     guidance: float,
-    blend: Callable[[int, torch.Tensor], torch.Tensor] | None,
-    callback,
-    progress: bool,
-    desc: str,
+    *,
+    mask: torch.Tensor | None = None,
+    encoded: torch.Tensor | None = None,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    progress: bool = False,
+    desc: str = "DDIM decoding",
 ) -> DenoiseResult:
-    """``y_{t−1} = DDIM(y_t, ε̂(y_t, t, Q))``, then ``blend(i, y_{t−1})`` after step ``i``.
+    """The DDIM decoding loop — the only one of the package — over ``timesteps`` (``scheduler``
+    set up for them), from ``z``:
 
-    ``cond``: (1 or B, L, D) embeddings of ``Q``; ``uncond``: (1, L, D) of the negative text or
-    ``None`` (no guidance).
+        y_{t−1} = ddim_step(y_t, ε̂(y_t, t, Q), ᾱ_t, ᾱ_{t−1})
+        ỹ_{t−1} = M·y_{t−1} + (1 − M)·x_{t−1}          (with a ``mask``: the blend)
+
+    ``encoded``: (T + 1, B, C, h, w), ``x`` of each level (``encoded[T − 1 − i]`` after step
+    ``i``: an :class:`~diffedit_lab.inversion.Inversion`'s trajectory). ``cond``: (1, L, D), or
+    (B, L, D) — one text per latent; ``uncond``: the negative text's, or ``None`` (no guidance).
+    ``callback(i, t, latents)`` after step ``i``.
     """
     trajectory, unet = [z], unet_caller(c)
+    last = len(timesteps) - 1
     for i, t in enumerate(progress_bar(timesteps, progress, desc)):
-        eps = guided_noise(c, z, t, cond, uncond, guidance, unet=unet)
-        z = scheduler.step(eps, t, z).prev_sample
-        if blend is not None:
-            z = blend(i, z)
+        alpha_bar_t, alpha_bar_prev = noise_levels(scheduler, t)
+        eps, pred_x0 = model_prediction(scheduler, guided_noise(c, z, t, cond, uncond, guidance, unet=unet),
+                                        z, alpha_bar_t)
+        z = ddim_step(z, eps, alpha_bar_t, alpha_bar_prev, pred_x0=pred_x0)
+        if mask is not None:
+            z = blend(z, encoded[last - i], mask)
         trajectory.append(z)
         if callback is not None:
             callback(i, t, z)
-    return DenoiseResult(latents=z, trajectory=torch.stack(trajectory), timesteps=timesteps.cpu())
+    return DenoiseResult(latents=z, trajectory=torch.stack(trajectory), timesteps=timesteps.cpu(), mask=mask)
 
 
-def _embeddings(c: Components, prompt, negative_prompt, guidance: float):
+def _embeddings(c: Components, prompt: str | list | torch.Tensor, negative_prompt: str | list | torch.Tensor | None,
+                guidance: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``c(Q)`` and, with guidance, ``c(∅)`` of the negative text (``None`` means ``""``)."""
     uncond = encode_prompt(c, "" if negative_prompt is None else negative_prompt) if guidance > 1 else None
     return encode_prompt(c, prompt), uncond
@@ -131,11 +157,11 @@ def _embeddings(c: Components, prompt, negative_prompt, guidance: float):
 def masked_denoise(
     c: Components,
     inversion: Inversion,
-    mask,
-    prompt,
+    mask: MaskResult | torch.Tensor | Image.Image | np.ndarray,
+    prompt: str | list | torch.Tensor,
     *,
-    negative_prompt=None,
-    guidance: float = 7.5,
+    negative_prompt: str | list | torch.Tensor | None = None,
+    guidance: float | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     progress: bool = True,
 ) -> DenoiseResult:
@@ -147,12 +173,15 @@ def masked_denoise(
     trajectory is also returned.
     """
     check_prompt("prompt", prompt)
-    guidance = check_guidance("guidance", guidance)
+    guidance = check_guidance("guidance", or_paper("guidance", guidance))
     check_inversion(c, inversion)
     m = as_latent_mask(c, mask, inversion.latents)
     warn_if_empty_mask(m)
     cond, uncond = _embeddings(c, prompt, negative_prompt, guidance)
-    return _masked_decoding(c, inversion, m, cond, uncond, guidance, callback, progress)
+    scheduler, timesteps = _decoding_grid(c, inversion)  # the inversion's timesteps, reversed
+    # from z_r, each step: y = ddim_step(y, ε̂(y, t, Q), ᾱ_t, ᾱ_{t−1}), then y = blend(y, x_{t−1}, M)
+    return ddim_decode(c, inversion.latents, timesteps, scheduler, cond, uncond, guidance, mask=m,
+                       encoded=inversion.trajectory, callback=callback, progress=progress, desc="DiffEdit decoding")
 
 
 def masked_denoise_many(
@@ -161,8 +190,9 @@ def masked_denoise_many(
     masks: list,
     prompts: list,
     *,
-    negative_prompt=None,
-    guidance: float = 7.5,
+    negative_prompt: str | list | torch.Tensor | None = None,
+    guidance: float | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
     progress: bool = True,
 ) -> list[DenoiseResult]:
     """:func:`masked_denoise` of several queries on one inversion, in one batch: result ``k``
@@ -175,7 +205,7 @@ def masked_denoise_many(
     if len(masks) != len(prompts) or not prompts:
         raise ValueError(f"`masks` and `prompts` must be non-empty lists of the same length, got {len(masks)} "
                          f"and {len(prompts)}.")
-    guidance = check_guidance("guidance", guidance)
+    guidance = check_guidance("guidance", or_paper("guidance", guidance))
     check_inversion(c, inversion)
     batch = inversion.latents.shape[0]
     parts = []
@@ -186,14 +216,15 @@ def masked_denoise_many(
         parts.append(m.expand(batch, -1, -1, -1))
     cond = torch.cat([encode_prompt(c, p).expand(batch, -1, -1) for p in prompts])
     _, uncond = _embeddings(c, prompts[0], negative_prompt, guidance)
-    result = _masked_decoding(c, inversion, torch.cat(parts), cond, uncond, guidance, None, progress, len(prompts))
+    result = _masked_decoding(c, inversion, torch.cat(parts), cond, uncond, guidance, callback, progress, len(prompts))
     rows = [slice(k * batch, (k + 1) * batch) for k in range(len(prompts))]
     return [DenoiseResult(latents=result.latents[r], trajectory=result.trajectory[:, r], timesteps=result.timesteps,
                           mask=result.mask[r]) for r in rows]
 
 
-def _masked_decoding(c, inversion: Inversion, m, cond, uncond, guidance, callback, progress, copies: int = 1):
-    """The decoding loop of :func:`masked_denoise` for ``copies`` queries stacked target-major."""
+def _decoding_grid(c: Components, inversion: Inversion):
+    """A fresh scheduler and the denoising timesteps of ``inversion``'s ``steps`` and ``strength``
+    (with a warning if they are not its timesteps reversed)."""
     scheduler, _ = fresh_schedulers(c)
     timesteps = denoising_timesteps(scheduler, inversion.steps, inversion.strength)
     if not torch.equal(timesteps.flip(0).cpu(), inversion.timesteps.cpu()):
@@ -202,51 +233,50 @@ def _masked_decoding(c, inversion: Inversion, m, cond, uncond, guidance, callbac
             UserWarning,
             stacklevel=3,
         )
-    encoded = inversion.trajectory if copies == 1 else inversion.trajectory.repeat(1, copies, 1, 1, 1)
-    last = len(timesteps) - 1
-
-    def blend(i: int, y: torch.Tensor) -> torch.Tensor:  # after step i the level is that of encoded[last - i]
-        # contiguous: broadcasting a (B, 1, h, w) mask can return channels-last memory,
-        # and the UNet's convolutions round differently on it
-        return (m * y + (1 - m) * encoded[last - i]).contiguous()
-
-    result = _denoise_loop(
-        c, encoded[-1], timesteps, scheduler, cond, uncond, guidance, blend, callback, progress, "DiffEdit decoding"
-    )
-    result.mask = m
-    return result
+    return scheduler, timesteps
 
 
-def encode_decode(c: Components, inversion: Inversion, prompt, *, guidance: float = 7.5, progress: bool = True) -> DenoiseResult:
+def _masked_decoding(c, inversion: Inversion, m, cond, uncond, guidance, callback, progress, copies: int):
+    """The decoding of :func:`masked_denoise_many`: ``copies`` queries stacked target-major."""
+    scheduler, timesteps = _decoding_grid(c, inversion)
+    encoded = inversion.trajectory.repeat(1, copies, 1, 1, 1)
+    return ddim_decode(c, encoded[-1], timesteps, scheduler, cond, uncond, guidance, mask=m, encoded=encoded,
+                       callback=callback, progress=progress, desc="DiffEdit decoding")
+
+
+def encode_decode(c: Components, inversion: Inversion, prompt: str | list | torch.Tensor, *,
+                  guidance: float | None = None, progress: bool = True) -> DenoiseResult:
     """Baseline "encode–decode": denoise the DDIM-encoded ``z_r`` with ``Q`` everywhere (no mask)."""
     check_prompt("prompt", prompt)
-    guidance = check_guidance("guidance", guidance)
+    guidance = check_guidance("guidance", or_paper("guidance", guidance))
     scheduler, _ = fresh_schedulers(c)
     timesteps = denoising_timesteps(scheduler, inversion.steps, inversion.strength)
     cond, uncond = _embeddings(c, prompt, "", guidance)
-    return _denoise_loop(c, inversion.latents, timesteps, scheduler, cond, uncond, guidance, None, None, progress,
-                         "encode-decode")
+    return ddim_decode(c, inversion.latents, timesteps, scheduler, cond, uncond, guidance, progress=progress,
+                       desc="encode-decode")
 
 
 def sdedit(
     c: Components,
-    latents,
-    prompt,
+    latents: torch.Tensor | Image.Image | list,
+    prompt: str | list | torch.Tensor,
     *,
-    strength: float = 0.8,
-    steps: int = 50,
-    guidance: float = 7.5,
+    strength: float | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
     seed: int | None = None,
     progress: bool = True,
 ) -> DenoiseResult:
     """Baseline SDEdit (img2img): ``z_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ξ`` at strength ``r``, then DDIM with ``Q``.
 
     ``latents``: latents or image(s) (encoded with the VAE mean). Same draws as diffusers'
-    img2img pipeline given latents and a generator seeded with ``seed``.
+    img2img pipeline given latents and a generator seeded with ``seed``. ``strength`` is the
+    encoding ratio's counterpart (default: the paper's ``encoding_ratio``).
     """
     check_prompt("prompt", prompt)
-    steps, strength = check_count("steps", steps), check_strength("strength", strength)
-    guidance = check_guidance("guidance", guidance)
+    steps = check_count("steps", or_paper("steps", steps))
+    strength = check_strength("strength", or_paper("encoding_ratio", strength))
+    guidance = check_guidance("guidance", or_paper("guidance", guidance))
     z0 = latents.to(c.device).float() if is_latents(c, latents) else encode(c, latents)
     scheduler, _ = fresh_schedulers(c)
     timesteps = denoising_timesteps(scheduler, steps, strength)
@@ -255,4 +285,4 @@ def sdedit(
     noise = randn_tensor(z0.shape, generator=make_generator(seed), device=z0.device, dtype=z0.dtype)
     z_t = scheduler.add_noise(z0, noise, timesteps[:1])
     cond, uncond = _embeddings(c, prompt, "", guidance)
-    return _denoise_loop(c, z_t, timesteps, scheduler, cond, uncond, guidance, None, None, progress, "SDEdit")
+    return ddim_decode(c, z_t, timesteps, scheduler, cond, uncond, guidance, progress=progress, desc="SDEdit")

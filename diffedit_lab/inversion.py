@@ -27,14 +27,29 @@ warns if the timesteps do not mirror each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+from PIL import Image
 
 from .checks import check_count, check_finite, check_guidance, check_prompt, check_strength
 from .latents import encode, encode_prompt, is_latents
 from .models import Components, fingerprint, fresh_schedulers
-from .sampling import guided_noise, inversion_timesteps, progress_bar, unet_caller
+from .sampling import (
+    ddim_inverse_step,
+    guided_noise,
+    inversion_timesteps,
+    model_prediction,
+    noise_levels,
+    progress_bar,
+    unet_caller,
+)
+from .settings import or_paper, renamed
+
+if TYPE_CHECKING:
+    from diffusers import DDIMInverseScheduler
 
 
 @dataclass
@@ -77,42 +92,45 @@ class Inversion:
 @torch.inference_mode()
 def ddim_invert(
     c: Components,
-    latents,
-    prompt="",
+    latents: torch.Tensor | Image.Image | list,
+    prompt: str | list | torch.Tensor = "",
     *,
-    strength: float = 0.8,
-    steps: int = 50,
-    guidance: float = 1.0,
-    negative_prompt="",
+    encoding_ratio: float | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    negative_prompt: str | list | torch.Tensor = "",
     seed: int | None = None,
     progress: bool = True,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    **deprecated: Any,
 ) -> Inversion:
-    """Deterministic DDIM encoding of ``latents`` (or images) through ``⌊steps·strength⌋`` steps.
+    """Deterministic DDIM encoding of ``latents`` (or images) through ``⌊steps·r⌋`` steps,
+    ``r = encoding_ratio``; settings left ``None``: the paper's (``EditSettings()``; ``guidance``
+    is its ``inversion_guidance``).
 
     ``prompt``/``guidance``: the condition of ``ε̂`` (default: unconditional, as the paper).
     ``latents`` may also be image(s): they are encoded first — with the VAE mean, or a sample
     drawn with ``seed`` if one is given (diffusers' ``invert`` samples). The loop itself is
-    deterministic.
+    deterministic. ``callback(i, t, z_t)`` after inverse step ``i``. ``strength``: the old
+    name of ``encoding_ratio`` (deprecated).
     """
+    encoding_ratio = _encoding_ratio(encoding_ratio, deprecated)
     check_prompt("prompt", prompt)
-    steps, strength = check_count("steps", steps), check_strength("strength", strength)
-    guidance = check_guidance("guidance", guidance)
+    steps = check_count("steps", or_paper("steps", steps))
+    encoding_ratio = check_strength("encoding_ratio", encoding_ratio)
+    guidance = check_guidance("guidance", or_paper("inversion_guidance", guidance))
     z = (check_finite("latents", latents.to(c.device).float()) if is_latents(c, latents)
          else encode(c, latents, seed=seed, sample=seed is not None))
     cond = encode_prompt(c, prompt)
     uncond = encode_prompt(c, negative_prompt) if guidance > 1 else None
     _, inverse = fresh_schedulers(c)
-    timesteps = inversion_timesteps(inverse, steps, strength)
-    trajectory, unet = [z], unet_caller(c)
-    for t in progress_bar(timesteps, progress, "DDIM inversion"):
-        eps = guided_noise(c, z, t, cond, uncond, guidance, unet=unet)
-        z = inverse.step(eps, t, z).prev_sample
-        trajectory.append(z)
+    timesteps = inversion_timesteps(inverse, steps, encoding_ratio)
+    trajectory = ddim_encode(c, z, timesteps, inverse, cond, uncond, guidance, callback=callback, progress=progress)
     return Inversion(
-        trajectory=torch.stack(trajectory),
+        trajectory=trajectory,
         timesteps=timesteps.cpu(),
         steps=steps,
-        strength=strength,
+        strength=encoding_ratio,
         prompt_embeds=cond,
         guidance=guidance,
         fingerprint=fingerprint(c),
@@ -129,3 +147,45 @@ def check_inversion(c: Components, inversion: Inversion) -> None:
             "`inversion` was made with other components (another model, or other weights): "
             "run ddim_invert with these components."
         )
+
+
+@torch.inference_mode()
+def ddim_encode(
+    c: Components,
+    z: torch.Tensor,
+    timesteps: torch.Tensor,
+    inverse_scheduler: DDIMInverseScheduler,
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None,
+    guidance: float,
+    *,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The DDIM encoding loop: ``z_t = ddim_inverse_step(z_s, ε̂(z_s, t, c), ᾱ_s, ᾱ_t)`` over
+    ``timesteps`` (increasing, ``inverse_scheduler`` set up for them); returns the trajectory
+    (T + 1, B, C, h, w), ``z`` first. ``cond``: (1, L, D), or (B, L, D) — one text per latent.
+    ``uncond``: the negative text's, or ``None`` (no guidance)."""
+    trajectory, unet = [z], unet_caller(c)
+    for i, t in enumerate(progress_bar(timesteps, progress, "DDIM inversion")):
+        alpha_bar_s, alpha_bar_t = noise_levels(inverse_scheduler, t)
+        eps, pred_x0 = model_prediction(inverse_scheduler, guided_noise(c, z, t, cond, uncond, guidance, unet=unet),
+                                        z, alpha_bar_s)
+        z = ddim_inverse_step(z, eps, alpha_bar_s, alpha_bar_t, pred_x0=pred_x0)
+        trajectory.append(z)
+        if callback is not None:
+            callback(i, t, z)
+    return torch.stack(trajectory)
+
+
+def _encoding_ratio(encoding_ratio: float | None, deprecated: dict) -> float:
+    """``encoding_ratio``, or the deprecated ``strength`` (warned about at the caller's caller)."""
+    given = renamed(deprecated, stacklevel=4, names={"strength": "encoding_ratio"})
+    unknown = set(given) - {"encoding_ratio"}
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
+    old = given.get("encoding_ratio")
+    if old is not None and encoding_ratio is not None:
+        raise TypeError("got both `strength` and `encoding_ratio`: pass only `encoding_ratio`.")
+    value = encoding_ratio if encoding_ratio is not None else old
+    return or_paper("encoding_ratio", value)

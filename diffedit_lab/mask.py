@@ -34,17 +34,18 @@ is the same.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checks import (check_count, check_flag, check_guidance, check_positive, check_prompt, check_strength,
-                     check_threshold, warn)
+from .checks import check_flag, check_positive, check_prompt, check_threshold, warn
 from .latents import encode_prompt, is_latents, latent_distribution, make_generator, scale_latents
 from .models import Components, fresh_schedulers
-from .sampling import denoising_timesteps, progress_bar, unet_output
+from .sampling import classifier_free_guidance, denoising_timesteps, unet_output
+from .settings import PAPER, renamed
 
 
 @dataclass
@@ -66,11 +67,16 @@ class MaskResult:
     mask: torch.Tensor
     clamp_ratio: float
     threshold: float
-    strength: float
+    strength: float  # the mask's noise level s (``mask_noise``)
     timestep: int
     guidance: float
     image_size: tuple[int, int]  # (width, height) of the encoded images
     fill_holes: bool = False
+
+    @property
+    def mask_noise(self) -> float:
+        """The noise level ``s`` of the draws (the field ``strength``)."""
+        return self.strength
 
     @property
     def n(self) -> int:
@@ -86,6 +92,15 @@ class MaskResult:
         normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold, fill_holes)
         return replace(self, normalized=normalized, mask=mask, clamp_ratio=clamp_ratio, threshold=threshold,
                        fill_holes=fill_holes)
+
+    def first_draws(self, k: int) -> "MaskResult":
+        """The mask of the first ``k`` draws only — what ``noise_diff_mask(n=k)`` gives with the
+        same seed (the same draws); no model call."""
+        if not 1 <= k <= self.n:
+            raise ValueError(f"`k` must be in [1, {self.n}] (the draws this mask has), got {k!r}.")
+        rest = dict(strength=self.strength, timestep=self.timestep, guidance=self.guidance, image_size=self.image_size)
+        return _mask_result(self.noisy_latents[:, :k], self.source_noise[:, :k], self.target_noise[:, :k],
+                            clamp_ratio=self.clamp_ratio, threshold=self.threshold, fill_holes=self.fill_holes, **rest)
 
     def upsampled(self, size: tuple[int, int] | None = None) -> torch.Tensor:
         """The mask at image resolution, (B, H, W) float 0/1: ``[up(D̃) > τ]`` with ``up`` the
@@ -163,7 +178,7 @@ def fill_holes(mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def noised_draws(c: Components, image_or_latents, n: int, t, generator) -> torch.Tensor:
+def noised_draws(c: Components, image_or_latents: torch.Tensor | Image.Image | list, n: int, t: torch.Tensor | int, generator: torch.Generator | None) -> torch.Tensor:
     """``z_t^(i)`` for ``n`` draws per image, (B·n, C, h, w), images-major.
 
     From an image the VAE latent is itself *sampled* once per draw, then noised — the order in
@@ -187,27 +202,28 @@ def noised_draws(c: Components, image_or_latents, n: int, t, generator) -> torch
 
 def noise_diff_mask(
     c: Components,
-    image_or_latents,
-    source,
-    target,
+    image_or_latents: torch.Tensor | Image.Image | list,
+    source: str | list | torch.Tensor,
+    target: str | list | torch.Tensor,
     *,
-    n: int = 10,
-    strength: float = 0.5,
-    guidance: float = 7.5,
-    clamp_ratio: float = 3.0,
-    threshold: float = 0.5,
-    fill_holes: bool = False,
+    n: int | None = None,
+    mask_noise: float | None = None,
+    guidance: float | None = None,
+    clamp_ratio: float | None = None,
+    threshold: float | None = None,
+    fill_holes: bool | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
-    source_negative_prompt="",
-    target_negative_prompt="",
-    steps: int = 50,
+    source_negative_prompt: str | list | torch.Tensor = "",
+    target_negative_prompt: str | list | torch.Tensor = "",
+    steps: int | None = None,
     progress: bool = True,
+    **deprecated: Any,
 ) -> MaskResult:
     """DiffEdit's mask ``M = [D̃ > τ]`` of the images for editing ``source`` (R) into ``target`` (Q).
 
     ``image_or_latents``: image(s) (see :func:`~diffedit_lab.latents.load_image`) or latents
-    (B, C, h, w). ``strength``: the noise level ``s`` (the paper: ≤ 0.6 works best), taken on
+    (B, C, h, w). ``mask_noise``: the noise level ``s`` (the paper: ≤ 0.6 works best), taken on
     the DDIM grid of ``steps`` steps (``t`` = 481 for s = 0.5, 50 steps — as diffusers).
     ``guidance``: ``w`` of :func:`~diffedit_lab.sampling.guided_noise` (cancels in the mask
     when both negative texts are equal). ``source`` may be ``""``; ``target`` may not.
@@ -215,95 +231,103 @@ def noise_diff_mask(
     rows; ``[∅_Q, Q]``, 4n in all, if the two negative texts differ; ``[R]`` and ``[Q]``, 2n,
     if ``w ≤ 1``). The source branch does not depend on the target: :class:`~diffedit_lab.EditSession`
     keeps it for the next target. ``fill_holes``: fill the holes of ``M`` (see the module doc).
-    ``progress``: a bar over the UNet calls.
+    ``progress``: a bar over the UNet calls (the source and target branches). Settings left ``None``:
+    the paper's (:class:`~diffedit_lab.settings.EditSettings`), checked there. ``strength``: the
+    old name of ``mask_noise`` (deprecated).
     """
+    given = renamed(deprecated, stacklevel=2, names={"strength": "mask_noise"})
+    if set(given) - {"mask_noise"}:
+        raise TypeError(f"noise_diff_mask() got unexpected keyword argument(s) {sorted(set(given) - {'mask_noise'})}")
     check_prompt("source", source)
     check_prompt("target", target, required=True)
-    n, steps = check_count("n", n), check_count("steps", steps)
-    strength, guidance = check_strength("strength", strength), check_guidance("guidance", guidance)
-    clamp_ratio, threshold = check_positive("clamp_ratio", clamp_ratio), check_threshold("threshold", threshold)
-    fill_holes = check_flag("fill_holes", fill_holes)
-    t, z_t = mask_draws(c, image_or_latents, n, strength, steps, make_generator(seed, generator))
-    result, _ = mask_from_draws(
-        c, z_t, t, n, source, target, source_negative_prompt=source_negative_prompt,
-        target_negative_prompt=target_negative_prompt, guidance=guidance, clamp_ratio=clamp_ratio,
-        threshold=threshold, strength=strength, fill_holes=fill_holes, progress=progress,
+    s = PAPER.replace(n=n, mask_noise=mask_noise if mask_noise is not None else given.get("mask_noise"),
+                      guidance=guidance, clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes,
+                      steps=steps)
+    t, z_t = mask_draws(c, image_or_latents, s.n, s.mask_noise, s.steps, make_generator(seed, generator))
+    result, _, _ = mask_from_draws(
+        c, z_t, t, s.n, source, target, source_negative_prompt=source_negative_prompt,
+        target_negative_prompt=target_negative_prompt, guidance=s.guidance, clamp_ratio=s.clamp_ratio,
+        threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes, progress=progress,
     )
     return result
 
 
-def mask_draws(c: Components, image_or_latents, n: int, strength: float, steps: int, generator):
-    """The mask's timestep ``t`` (strength on the DDIM grid) and its ``n`` noised draws per image."""
-    t = denoising_timesteps(fresh_schedulers(c)[0], steps, strength)[0]
+def mask_draws(c: Components, image_or_latents: torch.Tensor | Image.Image | list, n: int, mask_noise: float,
+               steps: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask's timestep ``t`` (``s`` on the DDIM grid) and its ``n`` noised draws per image."""
+    t = denoising_timesteps(fresh_schedulers(c)[0], steps, mask_noise)[0]
     return t, noised_draws(c, image_or_latents, n, t, generator)
 
 
 def mask_from_draws(
     c: Components,
     z_t: torch.Tensor,
-    t,
+    t: torch.Tensor | int,
     n: int,
-    source,
-    target,
+    source: str | list | torch.Tensor,
+    target: str | list | torch.Tensor,
     *,
-    source_negative_prompt="",
-    target_negative_prompt="",
-    guidance: float = 7.5,
-    clamp_ratio: float = 3.0,
-    threshold: float = 0.5,
-    strength: float = 0.5,
+    clamp_ratio: float,
+    threshold: float,
+    mask_noise: float,
+    guidance: float,
+    source_negative_prompt: str | list | torch.Tensor = "",
+    target_negative_prompt: str | list | torch.Tensor = "",
     fill_holes: bool = False,
     source_predictions: torch.Tensor | None = None,
+    target_predictions: torch.Tensor | None = None,
     progress: bool = False,
-) -> tuple[MaskResult, torch.Tensor]:
-    """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw source-branch
-    predictions, which a later call with another target can pass back as ``source_predictions``
-    (they must come from the same draws, source texts and ``guidance > 1``-ness)."""
+) -> tuple[MaskResult, torch.Tensor, torch.Tensor]:
+    """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw predictions of
+    the source and target branches, which a later call can pass back as ``source_predictions``
+    / ``target_predictions`` (from the same draws, texts and ``guidance > 1``-ness). ``progress``:
+    a bar over the UNet calls still to make."""
+    from tqdm.auto import tqdm
+
     guided = guidance > 1
+    calls = (source_predictions is None) + (target_predictions is None)
+    bar = tqdm(total=calls, desc="DiffEdit mask", leave=False, disable=not progress or not calls)
+    if source_predictions is None:
+        source_predictions = _branch(c, z_t, t, [source_negative_prompt, source] if guided else [source])
+        bar.update()
     share = not guided or _same_text(source_negative_prompt, target_negative_prompt)
-    for branch in progress_bar(["source", "target"], progress, "DiffEdit mask"):
-        if branch == "source" and source_predictions is None:
-            source_predictions = _branch(c, z_t, t, [source_negative_prompt, source] if guided else [source])
-        elif branch == "target":  # the very same text: the same predictions, D = 0 exactly
-            target_raw = (source_predictions[-1:] if share and _same_text(source, target)
-                          else _branch(c, z_t, t, [target] if share else [target_negative_prompt, target]))
+    target_raw = target_predictions
+    if target_raw is None:
+        if share and _same_text(source, target):  # the very same text: the same predictions, D = 0 exactly
+            target_raw = source_predictions[-1:]
+        else:
+            target_raw = _branch(c, z_t, t, [target] if share else [target_negative_prompt, target])
+        bar.update()
+    bar.close()
     if guided:
         uncond_q = source_predictions[0] if share else target_raw[0]
-        source_noise = _guide(source_predictions[0], source_predictions[1], guidance)
-        target_noise = _guide(uncond_q, target_raw[-1], guidance)
+        source_noise = classifier_free_guidance(source_predictions[0], source_predictions[1], guidance)
+        target_noise = classifier_free_guidance(uncond_q, target_raw[-1], guidance)
     else:
         source_noise, target_noise = source_predictions[0], target_raw[0]
     batch = z_t.shape[0] // n
     shape = (batch, n, *z_t.shape[1:])
-    delta = (target_noise - source_noise).abs().reshape(shape)
-    difference = noise_difference(source_noise.reshape(shape), target_noise.reshape(shape))
+    result = _mask_result(z_t.reshape(shape), source_noise.reshape(shape), target_noise.reshape(shape),
+                          clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=bool(fill_holes),
+                          strength=mask_noise, timestep=int(t), guidance=guidance,
+                          image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor))
+    return result, source_predictions, target_raw
+
+
+def _mask_result(noisy_latents: torch.Tensor, source_noise: torch.Tensor, target_noise: torch.Tensor, *,
+                 clamp_ratio: float, threshold: float, fill_holes: bool, **rest: Any) -> MaskResult:
+    """The maps ``D^(i)``, ``D``, ``D̃`` and ``M`` of (B, n, C, h, w) predictions."""
+    delta = (target_noise - source_noise).abs()
+    difference = noise_difference(source_noise, target_noise)  # D
     normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold, fill_holes)
-    result = MaskResult(
-        noisy_latents=z_t.reshape(shape),
-        source_noise=source_noise.reshape(shape),
-        target_noise=target_noise.reshape(shape),
-        differences=delta.mean(2),
-        difference=difference,
-        normalized=normalized,
-        mask=mask,
-        clamp_ratio=clamp_ratio,
-        threshold=threshold,
-        strength=strength,
-        timestep=int(t),
-        guidance=guidance,
-        image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor),
-        fill_holes=bool(fill_holes),
-    )
-    return result, source_predictions
+    return MaskResult(noisy_latents=noisy_latents, source_noise=source_noise, target_noise=target_noise,
+                      differences=delta.mean(2), difference=difference, normalized=normalized, mask=mask,
+                      clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes, **rest)
 
 
 def _same_text(a, b) -> bool:
     """The same negative text (the very same embedding tensor counts too)."""
     return a is b or (isinstance(a, str) and isinstance(b, str) and a == b)
-
-
-def _guide(uncond: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
-    return uncond + guidance * (cond - uncond)
 
 
 @torch.inference_mode()

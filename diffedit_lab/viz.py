@@ -19,12 +19,27 @@ Accepted inputs:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .metrics import mask_iou
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from .denoise import DenoiseResult
+    from .edit import EditResult
+    from .inversion import Inversion
+    from .mask import MaskResult
+
+ImageLike = Any
+"""An image: PIL, an H×W×3 array (uint8 0–255 or float 0–1), or a (3, H, W) tensor in [-1, 1]."""
+ArrayLike = Any
+"""A numpy array or a torch tensor."""
+MaskLike = Any
+"""A mask: a ``MaskResult``, or an array/tensor/PIL image of 0/1 (or 0–255)."""
 
 PANEL = 2.4
 """Size of one image panel, in inches."""
@@ -45,7 +60,7 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def to_rgb(image) -> np.ndarray:
+def to_rgb(image: ImageLike) -> np.ndarray:
     """An image as an ``H×W×3`` float array in [0, 1] (see the module docstring for inputs)."""
     from .latents import load_image  # PIL / numpy / tensor conventions live in one place
 
@@ -54,7 +69,7 @@ def to_rgb(image) -> np.ndarray:
     return np.asarray(load_image(image), dtype=np.float32) / 255.0
 
 
-def to_map(x, index: int = 0) -> np.ndarray:
+def to_map(x: ArrayLike, index: int = 0) -> np.ndarray:
     """A 2-D float map from an array or tensor of shape (h, w), (B, h, w) or (B, 1, h, w)."""
     if hasattr(x, "mask") and hasattr(x, "rethreshold"):  # MaskResult
         x = x.mask
@@ -68,7 +83,7 @@ def to_map(x, index: int = 0) -> np.ndarray:
     return arr
 
 
-def resize_mask(mask, size: tuple[int, int], index: int = 0) -> np.ndarray:
+def resize_mask(mask: MaskLike, size: tuple[int, int], index: int = 0) -> np.ndarray:
     """A mask (any resolution) as a bool ``(height, width)`` array of ``size = (width, height)``,
     nearest-neighbour upsampled (a latent cell covers ``f×f`` pixels, as in ``MaskResult.to_image``)."""
     from PIL import Image
@@ -80,7 +95,7 @@ def resize_mask(mask, size: tuple[int, int], index: int = 0) -> np.ndarray:
     return np.asarray(img) > 127
 
 
-def overlay(image, mask, *, color=MASK_COLOUR, alpha: float = 0.45, index: int = 0) -> np.ndarray:
+def overlay(image: ImageLike, mask: MaskLike, *, color: tuple[float, float, float]=MASK_COLOUR, alpha: float = 0.45, index: int = 0) -> np.ndarray:
     """The image with the mask tinted in ``color`` (and its border drawn), ``H×W×3`` in [0, 1]."""
     rgb = to_rgb(image)
     m = resize_mask(mask, (rgb.shape[1], rgb.shape[0]), index)
@@ -157,8 +172,8 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, *, ncols: 
     return fig
 
 
-def mask_overlay(image, mask, *, title: str | None = None, color=MASK_COLOUR, alpha: float = 0.45,
-                 index: int = 0, ax=None) -> Figure:
+def mask_overlay(image: ImageLike, mask: MaskLike, *, title: str | None = None, color: tuple[float, float, float]=MASK_COLOUR, alpha: float = 0.45,
+                 index: int = 0, ax: Axes | None=None) -> Figure:
     """The image with the mask drawn over it (red tint and border). Draws into ``ax`` if given."""
     if ax is None:
         fig, axes = _figure(1, 1)
@@ -197,7 +212,7 @@ def heatmaps(maps: Sequence, titles: Sequence[str] | None = None, *, ncols: int 
     return fig
 
 
-def draw_maps(result, *, index: int = 0, max_draws: int = 8, ncols: int | None = None) -> Figure:
+def draw_maps(result: MaskResult, *, index: int = 0, max_draws: int = 8, ncols: int | None = None) -> Figure:
     """The per-draw maps ``D⁽ⁱ⁾ = mean_c |ε̂(Q) − ε̂(R)|`` of a ``MaskResult`` and their average
     ``D``, on one colour scale: single draws are noisy, the average is not."""
     diffs = _numpy(result.differences[index])
@@ -208,7 +223,7 @@ def draw_maps(result, *, index: int = 0, max_draws: int = 8, ncols: int | None =
                     suptitle=f"Noise differences at strength {result.strength:g} (t = {result.timestep})")
 
 
-def noise_predictions(result, *, index: int = 0, draw: int = 0, channel: int = 0) -> Figure:
+def noise_predictions(result: MaskResult, *, index: int = 0, draw: int = 0, channel: int = 0) -> Figure:
     """One draw of the mask computation: the noised latent ``z_t`` (one channel), the two noise
     predictions ``ε̂(R)`` and ``ε̂(Q)`` (same channel, same scale) and ``|ε̂(Q) − ε̂(R)|`` (channel mean)."""
     z = _numpy(result.noisy_latents[index, draw, channel])
@@ -227,7 +242,7 @@ def noise_predictions(result, *, index: int = 0, draw: int = 0, channel: int = 0
     return fig
 
 
-def mask_steps(result, image=None, *, index: int = 0, true_mask=None) -> Figure:
+def mask_steps(result: MaskResult, image: ImageLike | None=None, *, index: int = 0, true_mask: MaskLike | None=None) -> Figure:
     """From map to mask: ``D`` → clamped and rescaled ``D̃`` → binary ``M = [D̃ > τ]`` →
     ``M`` over the image (if given) → ``M`` at image size (:func:`fine_mask`) against the true
     mask (if given)."""
@@ -251,14 +266,14 @@ def mask_steps(result, image=None, *, index: int = 0, true_mask=None) -> Figure:
     return fig
 
 
-def fine_mask(result, true_mask, index: int = 0) -> np.ndarray:
+def fine_mask(result: MaskResult, true_mask: MaskLike, index: int = 0) -> np.ndarray:
     """``result``'s mask at ``true_mask``'s resolution, (H, W) bool: ``MaskResult.upsampled`` —
     ``D̃`` bilinearly upsampled, then ``> τ`` (holes filled if ``result.fill_holes``)."""
     h, w = to_map(true_mask).shape
     return _numpy(result.upsampled((w, h))[index]) > 0.5
 
 
-def mask_refinements(result, image=None, *, true_mask, index: int = 0) -> Figure:
+def mask_refinements(result: MaskResult, image: ImageLike | None=None, *, true_mask: MaskLike, index: int = 0) -> Figure:
     """``D̃``, then three masks against the true one (IoU each): ``M = [D̃ > τ]`` on the latent
     grid, ``fill(M)`` (holes filled), and ``fill([up(D̃) > τ])`` at image resolution."""
     plain, filled = result.rethreshold(fill_holes=False), result.rethreshold(fill_holes=True)
@@ -271,7 +286,7 @@ def mask_refinements(result, image=None, *, true_mask, index: int = 0) -> Figure
     return fig
 
 
-def averaging_figure(result, *, index: int = 0, true_mask=None, ks: Sequence[int] | None = None) -> Figure:
+def averaging_figure(result: MaskResult, *, index: int = 0, true_mask: MaskLike | None=None, ks: Sequence[int] | None = None) -> Figure:
     """How averaging over draws stabilises the map: ``D`` and the mask from the first ``k`` draws
     for a few ``k`` (top), and, as ``k`` grows, the share of mask cells that still differ from
     the ``n``-draw mask and (if ``true_mask`` is given) the IoU with the true mask (bottom)."""
@@ -320,7 +335,7 @@ def _comparison(ax, pred, true, image=None, *, index: int = 0, title: str | None
     return iou
 
 
-def comparison_rgb(pred, true, image=None, *, index: int = 0) -> np.ndarray:
+def comparison_rgb(pred: MaskLike, true: MaskLike, image: ImageLike | None=None, *, index: int = 0) -> np.ndarray:
     """The colour-coded comparison of :func:`mask_comparison` as an ``H×W×3`` array in [0, 1]
     at the true mask's resolution (green both, orange extra, blue missed; the image faded below)."""
     t = to_map(true) > 0.5
@@ -335,7 +350,7 @@ def comparison_rgb(pred, true, image=None, *, index: int = 0) -> np.ndarray:
     return out
 
 
-def mask_strip(result, image=None, *, index: int = 0, true_mask=None, panel: int = 160):
+def mask_strip(result: MaskResult, image: ImageLike | None=None, *, index: int = 0, true_mask: MaskLike | None=None, panel: int = 160):
     """A fast, matplotlib-free picture of a mask for live widgets: ``(PIL image, titles)``.
 
     Panels of ``panel`` pixels (nearest upsampling): the normalised map ``D̃`` in
@@ -361,7 +376,7 @@ def mask_strip(result, image=None, *, index: int = 0, true_mask=None, panel: int
     return strip, titles
 
 
-def mask_comparison(pred, true, image=None, *, index: int = 0, title: str | None = None) -> Figure:
+def mask_comparison(pred: MaskLike, true: MaskLike, image: ImageLike | None=None, *, index: int = 0, title: str | None = None) -> Figure:
     """A predicted mask against the true one, at the true mask's resolution: green where both
     say "edit", orange where only the prediction does, blue where it missed; IoU in the title."""
     fig, axes = _figure(1, 1, height=PANEL + 0.3)
@@ -369,7 +384,7 @@ def mask_comparison(pred, true, image=None, *, index: int = 0, title: str | None
     return fig
 
 
-def latent_channels(latents, *, index: int = 0, title: str | None = None, panel: float = PANEL) -> Figure:
+def latent_channels(latents: ArrayLike, *, index: int = 0, title: str | None = None, panel: float = PANEL) -> Figure:
     """The channels of a latent ``z`` (B, C, h, w) or (C, h, w), one panel and colour bar each
     (signed, centred on 0)."""
     z = _numpy(latents).astype(np.float32)
@@ -390,18 +405,24 @@ def pick_steps(length: int, num: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, length - 1, num)})
 
 
-def trajectory_figure(c, run, *, num: int = 6, index: int = 0, title: str | None = None) -> Figure:
-    """A latent trajectory decoded to images at ``num`` evenly spread steps.
+def trajectory_figure(run: Inversion | DenoiseResult | EditResult | ArrayLike, images: Sequence, steps: Sequence[int] | None = None, *,
+                      title: str | None = None) -> Figure:
+    """A latent trajectory shown at some of its steps, from the decoded images the caller gives.
 
     ``run``: an ``Inversion`` (clean first, getting noisier), a ``DenoiseResult`` (noisiest
-    first, getting cleaner), an ``EditResult`` (its decoding) or a (T + 1, B, C, h, w) tensor.
+    first, getting cleaner), an ``EditResult`` (its decoding) or a (T + 1, B, C, h, w) tensor —
+    for the labels. ``images``: the latents ``run.trajectory[steps]`` decoded (one image each);
+    ``steps`` default to ``pick_steps(T + 1, len(images))``. So::
+
+        picks = viz.pick_steps(len(inv.trajectory), 6)
+        viz.trajectory_figure(inv, dl.decode(c, inv.trajectory[picks, 0]), picks)
+
     The decoded latents are shown as they are — intermediate latents look like noisy images.
     """
-    from .latents import decode
-
     traj, labels = _trajectory_labels(run)
-    picks = pick_steps(len(traj), num)
-    images = decode(c, traj[picks, index])
+    picks = list(steps) if steps is not None else pick_steps(len(traj), len(images))
+    if len(picks) != len(images):
+        raise ValueError(f"`images` ({len(images)}) and `steps` ({len(picks)}) must have the same length.")
     default = {"Inversion": "DDIM encoding (inversion): z0 → z_r",
                "DenoiseResult": "Decoding: z_r → z0'", "EditResult": "Decoding: z_r → z0'"}.get(type(run).__name__)
     return image_grid(images, [labels[i] for i in picks], suptitle=title or default)
@@ -422,7 +443,7 @@ def _trajectory_labels(run):
     return traj, labels
 
 
-def difference_image(before, after, *, titles: Sequence[str] = ("before", "after"), mask=None,
+def difference_image(before: ImageLike, after: ImageLike, *, titles: Sequence[str] = ("before", "after"), mask: MaskLike | None=None,
                      title: str | None = None, vmax: float | None = None) -> Figure:
     """``before``, ``after`` and ``|after − before|`` (mean over RGB, in [0, 1]) as a heat map with
     a colour bar. With ``mask``, its border is drawn on the difference: what changed outside it
@@ -447,9 +468,9 @@ def difference_image(before, after, *, titles: Sequence[str] = ("before", "after
     return fig
 
 
-def curves(x, ys: Mapping[str, Sequence[float]], *, xlabel: str = "", ylabel: str = "",
+def curves(x: Sequence[float], ys: Mapping[str, Sequence[float]], *, xlabel: str = "", ylabel: str = "",
            title: str | None = None, logx: bool = False, logy: bool = False,
-           bands: Mapping[str, Sequence[float]] | None = None, ax=None) -> Figure:
+           bands: Mapping[str, Sequence[float]] | None = None, ax: Axes | None=None) -> Figure:
     """Line plots of ``ys`` (label → values) against ``x``; ``bands`` (label → std) are drawn
     as shaded ±1 std. Draws into ``ax`` if given."""
     if ax is None:
@@ -538,7 +559,8 @@ def edit_differences(image, reconstruction, output, *, mask=None, title: str | N
     return fig
 
 
-def edit_figure(image, result, *, true_mask=None, title: str | None = None, reconstruction=None) -> Figure:
+def edit_figure(image: ImageLike, result: EditResult, *, true_mask: MaskLike | None = None, title: str | None = None,
+                reconstruction: ImageLike | None = None) -> Figure:
     """An edit at a glance: input, mask over the input, output, and ``|output − input|``
     (then the mask against the true mask, if given). ``result``: an ``EditResult`` (or anything
     with ``.image`` and ``.mask``). With ``reconstruction`` (the input's VAE round trip

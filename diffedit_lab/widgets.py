@@ -332,13 +332,12 @@ class Explorer(_App):
 
     def __init__(self, c=None, *, scene: int = 0, kind: str | None = "colour", image=None, source: str = "",
                  target: str = "", auto_mask: bool = True, settings: dict | None = None):
-        from .edit import LIBRARY_DEFAULTS
+        from .settings import EditSettings
 
         self.c = c
         self.auto_mask = auto_mask
         self.image = None
         self._session = None
-        self._inverted = set()  # (image, r, steps) already DDIM-encoded in a session
         self.edit_spec = None
         self.reading = None
         self.scored_edit = None
@@ -352,10 +351,7 @@ class Explorer(_App):
         self.mask_computations = self.inversions = self.runs = 0
         self._quiet = False  # set while the app itself changes controls
 
-        s = dict(LIBRARY_DEFAULTS)
-        if c is not None:
-            s.update({k: v for k, v in c.defaults.items() if k in s})
-        s.update(settings or {})
+        s = EditSettings.for_model(c, **(settings or {}))  # the paper's, the model's, then ``settings``
         self.controls = {
             "scene": W.BoundedIntText(value=scene, min=0, max=1_000_000, description="toy scene (seed)",
                                       style=STYLE, layout=W.Layout(width="210px"), **SLOW),
@@ -367,16 +363,16 @@ class Explorer(_App):
                              style=STYLE, layout=W.Layout(width="48%"), **SLOW),
             "target": W.Text(value=target, description="target Q", placeholder="what it should become",
                              style=STYLE, layout=W.Layout(width="48%"), **SLOW),
-            "n": _int_slider("noise draws n", s["n"], 1, 20, **SLOW),
-            "mask_strength": _float_slider("mask noise s", s["mask_strength"], 0.1, 0.9, 0.05, **SLOW),
+            "n": _int_slider("noise draws n", s.n, 1, 20, **SLOW),
+            "mask_strength": _float_slider("mask noise s", s.mask_noise, 0.1, 0.9, 0.05, **SLOW),
             "seed": W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", style=STYLE,
                                      layout=W.Layout(width="160px"), **SLOW),
-            "clamp_ratio": _float_slider("clamp ratio κ", s["clamp_ratio"], 0.5, 10.0, 0.25),
-            "threshold": _float_slider("threshold τ", s["threshold"], 0.05, 0.95, 0.05),
-            "fill_holes": _fill_checkbox(s["fill_holes"]),
-            "strength": _float_slider("encoding ratio r", s["strength"], 0.1, 1.0, 0.05, **SLOW),
-            "steps": _int_slider("DDIM steps", s["steps"], 2, 100, **SLOW),
-            "guidance": _float_slider("guidance w", s["guidance"], 1.0, 15.0, 0.5, **SLOW),
+            "clamp_ratio": _float_slider("clamp ratio κ", s.clamp_ratio, 0.5, 10.0, 0.25),
+            "threshold": _float_slider("threshold τ", s.threshold, 0.05, 0.95, 0.05),
+            "fill_holes": _fill_checkbox(s.fill_holes),
+            "strength": _float_slider("encoding ratio r", s.encoding_ratio, 0.1, 1.0, 0.05, **SLOW),
+            "steps": _int_slider("DDIM steps", s.steps, 2, 100, **SLOW),
+            "guidance": _float_slider("guidance w", s.guidance, 1.0, 15.0, 0.5, **SLOW),
         }
         self.settings = s
         self.run_button = W.Button(description="Run edit", button_style="primary", icon="play")
@@ -489,18 +485,25 @@ class Explorer(_App):
             self._session = EditSession(self.components(), self.image)
         return self._session
 
+    def edit_settings(self):
+        """The :class:`~diffedit_lab.settings.EditSettings` the sliders show (on the model's)."""
+        from .settings import EditSettings
+
+        ctl = self.controls
+        return EditSettings.for_model(
+            self.components(), n=ctl["n"].value, mask_noise=ctl["mask_strength"].value,
+            clamp_ratio=ctl["clamp_ratio"].value, threshold=ctl["threshold"].value, fill_holes=ctl["fill_holes"].value,
+            encoding_ratio=ctl["strength"].value, steps=ctl["steps"].value, guidance=ctl["guidance"].value,
+        )
+
     def compute_mask(self):
         """Step 1 (model calls, unless cached): the mask for the current texts and settings."""
         ctl = self.controls
         if not ctl["target"].value.strip():
             raise ValueError("type a target text Q first")
         self._set_status("computing the mask …")
-        self._mask_base = self.session().mask(
-            ctl["source"].value, ctl["target"].value, seed=ctl["seed"].value, n=ctl["n"].value,
-            mask_strength=ctl["mask_strength"].value, guidance=ctl["guidance"].value,
-            clamp_ratio=ctl["clamp_ratio"].value, threshold=ctl["threshold"].value, steps=ctl["steps"].value,
-            fill_holes=ctl["fill_holes"].value,
-        )
+        self._mask_base = self.session().mask(ctl["source"].value, ctl["target"].value, self.edit_settings(),
+                                              seed=ctl["seed"].value)
         self.mask_computations += 1
         self._on_threshold()
         return self.mask
@@ -530,46 +533,29 @@ class Explorer(_App):
     # ----------------------------------------------------------------- edit
 
     def run(self):
-        """Steps 2 and 3: DDIM-encode (cached per r and steps), decode with Q
-        inside the mask; shows input, mask, output and their difference. Returns the ``EditResult``."""
-        from .denoise import masked_denoise
-        from .edit import EditResult
-        from .latents import decode
-
+        """Steps 2 and 3 through the session (the DDIM encoding is cached per r and steps): decode
+        with Q inside the mask; shows input, mask, output and their difference. Returns the ``EditResult``."""
         ctl = self.controls
-        c = self.components()
         t0 = time.perf_counter()
         self.run_button.disabled = True
         try:
             if self.mask is None:
                 self.compute_mask()
-            from .sampling import strength_steps
+            session = self.session()
+            encoded_before = session.inversions_computed
+            target = ctl["target"].value
 
-            total = strength_steps(ctl["steps"].value, ctl["strength"].value)
-            self.progress.max = 2 * total
+            def on_progress(done: int, total: int) -> None:
+                self.progress.max, self.progress.value = total, done
+                self._set_status(f"DDIM encoding ({total // 2} steps) …" if done < total // 2
+                                 else f"decoding with “{target}” ({total // 2} steps) …")
+
             self.progress.value = 0
-            key = (id(self.image), ctl["strength"].value, ctl["steps"].value)
-            if key not in self._inverted:
-                self._set_status(f"DDIM encoding ({total} steps) …")
-            inversion = self.session().inversion("", strength=ctl["strength"].value, steps=ctl["steps"].value,
-                                                 progress=False)  # cached per r and steps
-            if key not in self._inverted:
-                self._inverted.add(key)
-                self.inversions += 1
-            self.progress.value = total
-            self._set_status(f"decoding with “{ctl['target'].value}” ({total} steps) …")
-
-            def step(i, _t, _z):
-                self.progress.value = total + i + 1
-
-            out = masked_denoise(c, inversion, self.mask, ctl["target"].value, guidance=ctl["guidance"].value,
-                                 callback=step, progress=False)
-            images = decode(c, out.latents)
+            self.result = session.run(ctl["source"].value, target, self.edit_settings(), seed=ctl["seed"].value,
+                                      progress=False, callback=on_progress)
+            self.inversions += session.inversions_computed - encoded_before
         finally:
             self.run_button.disabled = False
-        settings = {k: w.value for k, w in ctl.items() if k not in ("upload",)}
-        self.result = EditResult(image=images[0], images=images, mask=self.mask, inversion=inversion,
-                                 latents=out.latents, trajectory=out.trajectory, settings=settings)
         self.runs += 1
         self._show_result(time.perf_counter() - t0)
         return self.result

@@ -13,7 +13,16 @@ import pytest
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from diffedit_lab import ddim_invert, encode, encode_decode, encode_prompt, masked_denoise, noise_diff_mask, sdedit
+from diffedit_lab import (
+    EditSettings,
+    ddim_invert,
+    encode,
+    encode_decode,
+    encode_prompt,
+    masked_denoise,
+    noise_diff_mask,
+    sdedit,
+)
 from diffedit_lab.baselines import diffusers_decode, diffusers_pipeline, diffusers_prepare, latent_region, oracle
 from diffedit_lab.bench import quality as q
 from diffedit_lab.models import fresh_schedulers
@@ -41,7 +50,7 @@ def close(a, b, tol=1e-4):
 
 
 def test_edits_are_held_out_and_balanced():
-    s = q.Settings()
+    s = q.QualityRun()
     first_scene_seed = s.seed + EDIT_SEED_OFFSET
     assert first_scene_seed >= 10_000_000  # training seeds are below
     ours = range(first_scene_seed, first_scene_seed + s.edits)
@@ -57,25 +66,25 @@ def test_edits_are_held_out_and_balanced():
 def test_mask_draws_equal_noise_diff_mask_for_every_n_and_reference(tiny_components, data):
     c, d = tiny_components, data
     seeds = [7, 8]
-    to_caption, to_empty = q.mask_deltas(c, d["z0"], d["source"], d["target"], d["uncond"], seeds, n=3,
-                                         strength=0.5, steps=STEPS, guidance=5.0)
+    s = EditSettings(mask_noise=0.5, guidance=5.0, steps=STEPS)
+    masks = q.edit_masks(c, d["z0"], d["source"], d["target"], d["uncond"], seeds, s, n=3)
     for i, e in enumerate(d["edits"]):
         for n in (1, 3):
-            for deltas, reference in ((to_caption, e.source), (to_empty, "")):
-                lib = noise_diff_mask(c, d["z0"][i:i + 1], reference, e.target, n=n, strength=0.5, guidance=5.0,
+            for reference, text in (("caption", e.source), ("empty", "")):
+                lib = noise_diff_mask(c, d["z0"][i:i + 1], text, e.target, n=n, mask_noise=0.5, guidance=5.0,
                                       seed=seeds[i], steps=STEPS, progress=False)
-                assert close(deltas[i:i + 1, :n].mean([1, 2]), lib.difference, 1e-5)
+                assert close(masks[reference][i].first_draws(n).difference, lib.difference, 1e-5)  # other batch sizes: rounding
                 for fill in (False, True):
                     lib_f = lib.rethreshold(fill_holes=fill)
-                    ours, fine = q.masks_from(deltas[i:i + 1], n, 3.0, 0.5, fill, (64, 64))
+                    ours, fine = q.masks_from(masks[reference][i:i + 1], n, 3.0, 0.5, fill, (64, 64))
                     assert (ours != lib_f.mask).float().mean() <= 0.01  # a pixel may flip at exactly τ
                     assert (fine != lib_f.upsampled((64, 64))).float().mean() <= 0.01
 
 
 def test_one_encoding_holds_every_smaller_ratio(tiny_components, data):
     c, d = tiny_components, data
-    traj, timesteps = q.invert_batch(c, d["z0"], d["source"], d["uncond"], steps=STEPS, strength=0.8,
-                                     guidance=5.0, batch=2)
+    traj, timesteps = q.encode_all(c, d["z0"], d["source"], d["uncond"], steps=STEPS, strength=0.8,
+                                   guidance=5.0, batch=2)
     assert q.prefix_ok(c, STEPS, 0.5, 0.8) and q.prefix_ok(c, 10, 0.3, 0.9)
     for i, e in enumerate(d["edits"]):
         for r in (0.5, 0.8):
@@ -87,8 +96,8 @@ def test_one_encoding_holds_every_smaller_ratio(tiny_components, data):
 def test_batched_decoding_equals_masked_denoise_encode_decode_and_sdedit(tiny_components, data):
     c, d = tiny_components, data
     z0, r = d["z0"], 0.5
-    traj, _ = q.invert_batch(c, z0, d["uncond"].expand(2, -1, -1), d["uncond"], steps=STEPS, strength=0.8,
-                             guidance=1.0, batch=2)
+    traj, _ = q.encode_all(c, z0, d["uncond"].expand(2, -1, -1), d["uncond"], steps=STEPS, strength=0.8,
+                           guidance=1.0, batch=2)
     k = 2  # ⌊4 · 0.5⌋
     enc = traj[: k + 1]
     masks = latent_region(c, np.stack([e.mask for e in d["edits"]]))
@@ -98,7 +107,7 @@ def test_batched_decoding_equals_masked_denoise_encode_decode_and_sdedit(tiny_co
 
     noise = torch.cat([randn_tensor(z0[:1].shape, generator=torch.Generator().manual_seed(s)) for s in (3, 4)])
     start = torch.cat([enc[-1], enc[-1], scheduler.add_noise(z0, noise, t_r)])
-    out = q.decode_batch(c, start, torch.cat([d["target"]] * 3), d["uncond"], torch.cat([masks, ones, ones]),
+    out = q.decode_all(c, start, torch.cat([d["target"]] * 3), d["uncond"], torch.cat([masks, ones, ones]),
                          torch.cat([enc, enc, torch.zeros_like(enc)], 1), steps=STEPS, strength=r, guidance=5.0,
                          batch=4)  # batches of 4 jobs: the chunks mix methods
     for i, e in enumerate(d["edits"]):
@@ -221,7 +230,8 @@ def test_settings_and_planned_rows():
     a = q.parse_args(["--quick", "--edits", "2"])
     s = q.resolve(paper, q.settings_from(a))
     assert s.edits == 2 and s.steps == q.QUICK["steps"] and s.ratios == (0.5, 0.8) and s.n == 5
-    assert (s.threshold, s.mask_strength, s.clamp_ratio, s.guidance) == (0.5, 0.5, 3.0, 7.5)
+    assert (s.threshold, s.mask_noise, s.clamp_ratio, s.guidance) == (0.5, 0.5, 3.0, 7.5)
+    assert s.edit == EditSettings(n=5, steps=q.QUICK["steps"])  # the paper's, the run's steps and n
     full = q.resolve(paper, q.settings_from(q.parse_args([])))
     assert full.edits >= 100 and set(q.RATIOS) <= set(full.ratios) and full.n_values == (1, 2, 5, 10, 20)
     assert q.n_draws(full) == 20
@@ -232,9 +242,11 @@ def test_settings_and_planned_rows():
     # a model's recorded settings are used, and its threshold joins the ablation's
     tuned = q.resolve(SimpleNamespace(defaults=dict(threshold=0.8, mask_strength=0.7, n=8, guidance=3)),
                       q.settings_from(q.parse_args([])))
-    assert (tuned.threshold, tuned.mask_strength, tuned.n, tuned.guidance) == (0.8, 0.7, 8, 3.0)
+    assert (tuned.threshold, tuned.mask_noise, tuned.n, tuned.guidance) == (0.8, 0.7, 8, 3.0)
     assert tuned.thresholds == (0.25, 0.5, 0.75, 0.8) and ("threshold", 0.8) not in q.ablation_variants(tuned)
-    assert q.resolve(paper, dataclasses.replace(full, threshold=0.6)).threshold == 0.6  # given beats recorded
+    given = dataclasses.replace(q.settings_from(q.parse_args([])), overrides=dict(threshold=0.6))
+    assert q.resolve(tuned_model := SimpleNamespace(defaults=dict(threshold=0.8)), given).threshold == 0.6  # given beats recorded
+    assert q.resolve(tuned_model, q.settings_from(q.parse_args([]))).threshold == 0.8
 
 
 # --------------------------------------------------------------------------- the quick run
@@ -267,10 +279,11 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     assert res["ceilings"]["input_unchanged"]["edit_success"] == 0.0
     assert all(res["checks"]["shared_encoding"].values()) and all(res["checks"]["diffusers_shared_invert"].values())
     s = res["settings"]
-    written = q.Settings(**{f.name: tuple(s[f.name]) if isinstance(s[f.name], list) else s[f.name]
-                            for f in dataclasses.fields(q.Settings)})
+    names = [f.name for f in dataclasses.fields(q.QualityRun) if f.name not in ("edit", "overrides")]
+    written = q.QualityRun(**{k: tuple(s[k]) if isinstance(s[k], list) else s[k] for k in names},
+                           edit=EditSettings(**{k: s[k] for k in EditSettings.names()}))
     assert s["steps"] == 3 and s["edits"] == 2 and s["unet_rows"] == q.plan_rows(written, s["guidance"])
-    assert None not in (s["threshold"], s["mask_strength"], s["clamp_ratio"], s["n"])  # the model's, resolved
+    assert None not in (s["threshold"], s["mask_noise"], s["clamp_ratio"], s["n"])  # the model's, resolved
     for name in res["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6)

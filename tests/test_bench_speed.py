@@ -48,11 +48,11 @@ def test_identical_settings_use_diffusers_threshold_whatever_the_model_records(t
     import numpy as np
     from PIL import Image
 
-    from diffedit_lab import load_components
+    from diffedit_lab import EditSettings, load_components
     from diffedit_lab.bench import speed
 
     c = load_components(tiny_model_dir, device="cpu", dtype=torch.float32)
-    s = speed.Settings(n=2, mask_strength=0.5, clamp_ratio=1.5, threshold=0.95, strength=0.5, steps=4, guidance=7.5)
+    s = EditSettings(n=2, mask_noise=0.5, clamp_ratio=1.5, threshold=0.95, encoding_ratio=0.5, steps=4, guidance=7.5)
     image = Image.fromarray(speed.scene(32))
     with speed._quiet():
         theirs = speed.diffusers_mask(speed.diffusers_pipeline(tiny_model_dir), image, speed.SOURCE, speed.TARGETS[0], s)
@@ -70,9 +70,10 @@ def test_bench_lists_its_commands_and_explains_unknown_ones(capsys):
 
 
 def test_memory_is_measured_around_one_edit(tiny_model_dir):
+    from diffedit_lab import EditSettings
     from diffedit_lab.bench import speed
 
-    settings = dict(n=2, mask_strength=0.5, clamp_ratio=3.0, threshold=0.5, strength=0.8, steps=4, guidance=7.5)
+    settings = EditSettings(n=2, mask_noise=0.5, clamp_ratio=3.0, threshold=0.5, encoding_ratio=0.8, steps=4).as_dict()
     child = speed.memory_child(dict(side="ours_b", folder=str(tiny_model_dir), settings=settings,
                                     threads=torch.get_num_threads()))
     assert child["side"] == "ours_b" and child["peak_kb"] >= child["before_kb"] and child["delta_mb"] >= 0

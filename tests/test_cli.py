@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import diffedit_lab
+from diffedit_lab import EditSettings
 from diffedit_lab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,8 +246,8 @@ class Recorder:
         self.calls["load_components"] = (model, kwargs)
         return "components"
 
-    def edit(self, components, image, source, target, **kwargs):
-        self.calls["edit"] = (components, image.size, source, target, kwargs)
+    def edit(self, components, image, source, target, settings, **kwargs):
+        self.calls["edit"] = (components, image.size, source, target, dict(settings=settings, **kwargs))
         mask = SimpleNamespace(to_image=lambda: Image.new("L", self.size, 255))
         return SimpleNamespace(image=Image.new("RGB", self.size, (0, 255, 0)), mask=mask)
 
@@ -259,8 +260,6 @@ def recorder(monkeypatch):
     return rec
 
 
-EDIT_OPTIONS = ("n", "mask_strength", "clamp_ratio", "threshold", "fill_holes", "strength", "steps", "guidance",
-                "inversion_prompt", "inversion_guidance", "seed")
 
 
 def test_unset_options_are_passed_as_none(capsys, workdir, recorder):
@@ -273,7 +272,7 @@ def test_unset_options_are_passed_as_none(capsys, workdir, recorder):
     assert kwargs.pop("inversion_prompt", None) is None  # absent or None: the library's default
     seed = kwargs.pop("seed")  # drawn by the CLI, and printed so that the edit can be repeated
     assert isinstance(seed, int) and 0 <= seed < 2**64
-    assert kwargs == {**{k: None for k in EDIT_OPTIONS if k not in ("inversion_prompt", "seed")}, "progress": True}
+    assert kwargs == {"settings": EditSettings(), "progress": True}  # the paper's (no model file)
     assert "o.png" in err  # "wrote …" unless --quiet
     assert f"--seed {seed}" in err
     assert out == ""
@@ -289,8 +288,13 @@ def test_options_are_passed_through(capsys, workdir, recorder):
     assert (out, err) == ("", "")  # --quiet
     assert recorder.calls["load_components"] == ("some/model", {"device": "cpu"})
     kwargs = recorder.calls["edit"][-1]
-    assert kwargs == dict(n=3, mask_strength=0.4, clamp_ratio=2.5, threshold=0.3, fill_holes=False, strength=0.6,
-                          steps=12, guidance=5.0, inversion_prompt="", inversion_guidance=1.0, seed=7, progress=False)
+    settings = EditSettings(n=3, mask_noise=0.4, clamp_ratio=2.5, threshold=0.3, fill_holes=False, encoding_ratio=0.6,
+                            steps=12, guidance=5.0, inversion_guidance=1.0)
+    assert kwargs == dict(settings=settings, inversion_prompt="", seed=7, progress=False)
+    # today's names of the two strengths mean the same
+    argv[argv.index("--strength")], argv[argv.index("--mask-strength")] = "--encoding-ratio", "--mask-noise"
+    argv[argv.index("--out") + 1] = str(workdir / "o2.png")
+    assert run(capsys, argv)[0] == 0 and recorder.calls["edit"][-1]["settings"] == settings
 
 
 def test_a_failing_write_leaves_no_partial_output(capsys, workdir, recorder, monkeypatch):

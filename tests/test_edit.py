@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from diffedit_lab import LIBRARY_DEFAULTS, decode, edit, encode
+from diffedit_lab import EditSettings, decode, edit, encode
 from diffedit_lab.mask import fill_holes
 
 SOURCE, TARGET = "a red circle", "a blue square"
@@ -29,11 +29,12 @@ def result(tiny_components, image):
 def test_edit_returns_every_part(result, image):
     assert result.image.size == image.size and result.image.mode == "RGB" and len(result.images) == 1
     assert result.mask.mask.shape == (1, 16, 24) and 0 < result.mask.mask.mean() < 1
-    assert result.inversion.steps == 4 and result.inversion.strength == LIBRARY_DEFAULTS["strength"]
+    assert result.inversion.steps == 4 and result.inversion.strength == EditSettings().encoding_ratio
     assert result.latents.shape == (1, 4, 16, 24) and result.trajectory.shape[0] == result.inversion.num_steps + 1
     s = result.settings
     assert (s["n"], s["steps"], s["clamp_ratio"], s["seed"]) == (2, 4, 1.5, 0)
-    assert (s["guidance"], s["mask_strength"], s["threshold"]) == (7.5, 0.5, 0.5)
+    assert (s["guidance"], s["mask_noise"], s["threshold"]) == (7.5, 0.5, 0.5)
+    assert result.edit_settings == EditSettings(n=2, steps=4, clamp_ratio=1.5)
 
 
 def test_edit_is_deterministic_and_follows_the_seed(tiny_components, image, result):
@@ -56,9 +57,10 @@ def test_an_empty_mask_gives_back_the_decoded_input(tiny_components, image):
 
 
 def test_model_defaults_fill_unset_settings(tiny_components, image):
+    # a model's diffedit_lab.json may still use the old name mask_strength for the mask's noise s
     c = dataclasses.replace(tiny_components, defaults={"guidance": 3.0, "mask_strength": 0.4, "n": 3})
     r = edit(c, image, SOURCE, TARGET, seed=0, steps=4, clamp_ratio=1.5, progress=False)
-    assert (r.settings["guidance"], r.settings["mask_strength"], r.settings["n"]) == (3.0, 0.4, 3)
+    assert (r.settings["guidance"], r.settings["mask_noise"], r.settings["n"]) == (3.0, 0.4, 3)
     assert r.mask.n == 3 and r.mask.guidance == 3.0
     explicit = edit(c, image, SOURCE, TARGET, seed=0, guidance=7.5, **FAST)
     assert explicit.settings["guidance"] == 7.5 and explicit.settings["n"] == 2
@@ -72,7 +74,7 @@ def test_fill_holes_setting(tiny_components, image):
     assert filled.settings["fill_holes"] is True and filled.mask.fill_holes
     assert torch.equal(filled.mask.mask, fill_holes(plain.mask.mask))
     assert edit(c, image, SOURCE, TARGET, seed=0, fill_holes=False, **FAST).mask.fill_holes is False
-    with pytest.raises(ValueError, match="fill_holes must be True or False"):
+    with pytest.raises(ValueError, match="`fill_holes` must be True or False"):
         edit(tiny_components, image, SOURCE, TARGET, fill_holes="yes", **FAST)
 
 

@@ -87,10 +87,10 @@ def test_edit_rejects_bad_settings(tiny_components, tiny_image):
     c = tiny_components
     with pytest.raises(ValueError, match="`target` must be a non-empty text"):
         edit(c, tiny_image, "a red circle", "", progress=False)
-    with pytest.raises(ValueError, match="`strength`"):
-        edit(c, Z, "", "a cat", strength=1.5, progress=False)
-    with pytest.raises(ValueError, match="`mask_strength`"):
-        edit(c, Z, "", "a cat", mask_strength=0, progress=False)
+    with pytest.raises(ValueError, match="`encoding_ratio`"):
+        edit(c, Z, "", "a cat", encoding_ratio=1.5, progress=False)
+    with pytest.raises(ValueError, match="`mask_noise`"):
+        edit(c, Z, "", "a cat", mask_noise=0, progress=False)
     with pytest.raises(ValueError, match="`inversion_guidance`"):
         edit(c, Z, "", "a cat", inversion_guidance=-1, progress=False)
     with pytest.raises(TypeError, match="unknown setting"):
@@ -105,7 +105,7 @@ def test_mask_rejects_bad_settings(tiny_components):
     c = tiny_components
     with pytest.raises(ValueError, match="`target` must be a non-empty text"):
         noise_diff_mask(c, Z, "a cat", "", progress=False)
-    for kw, name in [({"strength": 0}, "strength"), ({"n": 0}, "n"), ({"clamp_ratio": 0}, "clamp_ratio"),
+    for kw, name in [({"mask_noise": 0}, "mask_noise"), ({"n": 0}, "n"), ({"clamp_ratio": 0}, "clamp_ratio"),
                      ({"threshold": 1}, "threshold"), ({"guidance": -1}, "guidance")]:
         with pytest.raises(ValueError, match=f"`{name}`"):
             noise_diff_mask(c, Z, "", "a cat", progress=False, **kw)
@@ -118,8 +118,8 @@ def test_strength_times_steps_must_cover_a_step(tiny_components):
 
 def test_inversion_and_baselines_reject_bad_settings(tiny_components):
     c = tiny_components
-    with pytest.raises(ValueError, match="`strength`"):
-        ddim_invert(c, Z, strength=0, progress=False)
+    with pytest.raises(ValueError, match="`encoding_ratio`"):
+        ddim_invert(c, Z, encoding_ratio=0, progress=False)
     with pytest.raises(ValueError, match="`steps`"):
         ddim_invert(c, Z, steps=0, progress=False)
     with pytest.raises(ValueError, match="`strength`"):

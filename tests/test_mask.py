@@ -189,3 +189,11 @@ def test_noise_diff_mask_fill_holes(tiny_components, z0, result):
                              progress=False)
     assert filled.fill_holes and torch.equal(filled.difference, result.difference)
     assert torch.equal(filled.mask, mask_module.fill_holes(result.mask))
+
+
+def test_the_mask_progress_bar_can_be_turned_off(tiny_components, capsys):
+    z0 = torch.zeros(1, 4, 8, 8)
+    noise_diff_mask(tiny_components, z0, "a red circle", "a blue square", n=1, steps=4, progress=False)
+    assert "DiffEdit mask" not in capsys.readouterr().err
+    noise_diff_mask(tiny_components, z0, "a red circle", "a blue square", n=1, steps=4, progress=True)
+    assert "DiffEdit mask" in capsys.readouterr().err

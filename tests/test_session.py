@@ -219,3 +219,15 @@ def test_run_many_batches_the_decodings(tiny_components, image, calls):
 def test_run_many_wants_a_list_of_targets(tiny_components, image):
     with pytest.raises(TypeError, match="list of target texts"):
         EditSession(tiny_components, image).run_many(SOURCE, TARGET)
+
+
+def test_run_tells_its_progress_and_a_cached_encoding_counts_as_done(tiny_components, image):
+    session = EditSession(tiny_components, image)
+    told = []
+    session.run(SOURCE, TARGET, seed=0, callback=lambda done, total: told.append((done, total)), **FAST)
+    k = 3  # ⌊4 · 0.8⌋ steps to encode, 3 to decode
+    assert told[-1] == (2 * k, 2 * k) and [d for d, _ in told] == sorted(d for d, _ in told)
+    assert {d for d, _ in told} == set(range(1, 2 * k + 1)) and session.inversions_computed == 1
+    told.clear()
+    session.run(SOURCE, OTHER, seed=0, callback=lambda done, total: told.append((done, total)), **FAST)
+    assert told[0] == (k, 2 * k) and told[-1] == (2 * k, 2 * k) and session.inversions_computed == 1

@@ -20,15 +20,15 @@ def test_validation_edits_alternate_kinds_and_are_held_out():
 
 def test_mask_ious_are_the_mean_iou_of_each_setting_best_first(tiny_components):
     edits = tune.validation_edits(2)
-    grid = dict(mask_strength=(0.3, 0.6), clamp_ratio=(2.0, 4.0), threshold=(0.3, 0.7), fill_holes=(False, True))
+    grid = dict(mask_noise=(0.3, 0.6), clamp_ratio=(2.0, 4.0), threshold=(0.3, 0.7), fill_holes=(False, True))
     rows = tune.mask_ious(tiny_components, edits, guidance=3.0, n=2, grid=grid, progress=False)
     assert len(rows) == 16 and [r["mask_iou"] for r in rows] == sorted((r["mask_iou"] for r in rows), reverse=True)
     for fill in (False, True):
-        row = next(r for r in rows if r["mask_strength"] == 0.6 and r["clamp_ratio"] == 4.0 and r["threshold"] == 0.7
+        row = next(r for r in rows if r["mask_noise"] == 0.6 and r["clamp_ratio"] == 4.0 and r["threshold"] == 0.7
                    and r["fill_holes"] is fill)
         direct = []
         for i, e in enumerate(edits):
-            m = noise_diff_mask(tiny_components, Image.fromarray(e.scene.image), e.source, e.target, n=2, strength=0.6,
+            m = noise_diff_mask(tiny_components, Image.fromarray(e.scene.image), e.source, e.target, n=2, mask_noise=0.6,
                                 guidance=3.0, clamp_ratio=4.0, threshold=0.7, fill_holes=fill, seed=i, progress=False)
             direct.append(float(mask_iou(m.upsampled((64, 64))[0].numpy(), e.mask)))
         assert row["mask_iou"] == np.mean(direct)
@@ -39,15 +39,17 @@ def test_main_writes_the_best_settings_and_keeps_the_others(tiny_model_dir, tmp_
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
-    (folder / "diffedit_lab.json").write_text(json.dumps({"n": 2, "clamp_ratio": 3.0, "steps": 7}))
-    monkeypatch.setattr(tune, "MASK_GRID", dict(mask_strength=(0.5,), clamp_ratio=(4.0,), threshold=(0.6,),
+    (folder / "diffedit_lab.json").write_text(json.dumps({"n": 2, "clamp_ratio": 3.0, "steps": 7, "strength": 0.7}))
+    monkeypatch.setattr(tune, "MASK_GRID", dict(mask_noise=(0.5,), clamp_ratio=(4.0,), threshold=(0.6,),
                                                fill_holes=(True,)))
-    monkeypatch.setattr(tune, "EDIT_GRID", dict(guidance=(2.0,), strength=(0.5,)))
+    monkeypatch.setattr(tune, "EDIT_GRID", dict(guidance=(2.0,), encoding_ratio=(0.5,)))
     tune.main(["--model", str(folder), "--edits", "2", "--mask-edits", "2", "--steps", "2", "--write"])
     written = json.loads((folder / "diffedit_lab.json").read_text())
-    best = {k: written.pop(k) for k in ("mask_strength", "clamp_ratio", "threshold", "fill_holes", "guidance", "strength")}
-    assert written == {"n": 2, "steps": 7}  # the others are kept
-    assert best in (dict(mask_strength=0.5, clamp_ratio=4.0, threshold=0.6, fill_holes=True, guidance=2.0, strength=0.5),
-                    dict(tune.PAPER_MASK, guidance=2.0, strength=0.5))
+    best = {k: written.pop(k) for k in ("mask_noise", "clamp_ratio", "threshold", "fill_holes", "guidance",
+                                           "encoding_ratio")}
+    assert written == {"n": 2, "steps": 7}  # the others are kept; the old name "strength" gives way
+    assert best in (dict(mask_noise=0.5, clamp_ratio=4.0, threshold=0.6, fill_holes=True, guidance=2.0,
+                         encoding_ratio=0.5),
+                    dict(tune.PAPER_MASK, guidance=2.0, encoding_ratio=0.5))
     out = capsys.readouterr().out
     assert out.count("  2.0  0.50") == 2  # both masks were scored with the one grid point

@@ -172,17 +172,22 @@ def test_pick_steps():
 
 
 def test_trajectory_figures(tiny_components, rgb):
-    from diffedit_lab import ddim_invert, encode, masked_denoise
+    from diffedit_lab import ddim_invert, decode, encode, masked_denoise
 
     z0 = encode(tiny_components, rgb)
     inv = ddim_invert(tiny_components, z0, strength=0.5, steps=10, progress=False)
-    fig = rendered(viz.trajectory_figure(tiny_components, inv, num=3))
+    picks = viz.pick_steps(len(inv.trajectory), 3)
+    fig = rendered(viz.trajectory_figure(inv, decode(tiny_components, inv.trajectory[picks, 0]), picks))
     titles = [ax.get_title() for ax in image_axes(fig)]
     assert titles[0] == "x0 (input)" and titles[-1].startswith("step 5")
     out = masked_denoise(tiny_components, inv, torch.ones(1, 16, 16), "red", guidance=1.0, progress=False)
-    titles = [ax.get_title() for ax in image_axes(viz.trajectory_figure(tiny_components, out, num=4))]
+    picks = viz.pick_steps(len(out.trajectory), 4)
+    frames = decode(tiny_components, out.trajectory[picks, 0])
+    titles = [ax.get_title() for ax in image_axes(viz.trajectory_figure(out, frames))]  # steps: the same picks
     assert titles[0].startswith("start") and titles[-1] == "step 5 (clean)"
-    assert len(image_axes(viz.trajectory_figure(tiny_components, inv.trajectory, num=2))) == 2
+    assert len(image_axes(viz.trajectory_figure(inv.trajectory, frames[:2]))) == 2
+    with pytest.raises(ValueError, match="same length"):
+        viz.trajectory_figure(inv, frames, [0, 1])
 
 
 def test_difference_image(rgb):

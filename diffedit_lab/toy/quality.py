@@ -36,6 +36,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,6 +44,9 @@ import torch
 from ..metrics import background_psnr, background_ssim, mask_iou
 from .checker import check, check_edit
 from .world import SIZE, Edit, make_edit, make_scene
+
+if TYPE_CHECKING:
+    from ..models import Components
 
 HELD_OUT_SEED = 987_654_321
 EDIT_SEED_OFFSET = 1_000_000  # edits use seeds seed + 1 000 000 + i, apart from the scenes
@@ -119,17 +123,17 @@ def held_out_edits(n: int, seed: int = HELD_OUT_SEED) -> list[Edit]:
 
 
 @torch.inference_mode()
-def generate(c, captions: list[str], *, steps: int, guidance: float, seed: int, batch_size: int = 32, progress: bool = True) -> np.ndarray:
+def generate(c: Components, captions: list[str], *, steps: int, guidance: float, seed: int, batch_size: int = 32, progress: bool = True) -> np.ndarray:
     """Sample one image per caption, (N, 64, 64, 3) uint8, by DDIM (η = 0) from ``z_T ~ N(0, I)``
     with classifier-free guidance ``ε̂ = ε(∅) + w·(ε(c) − ε(∅))``; batch ``k`` draws its noise
     from a CPU generator seeded ``seed + k``."""
     from tqdm.auto import tqdm
 
+    from ..denoise import ddim_decode
     from ..latents import decode, encode_prompt
     from ..models import fresh_schedulers
-    from ..sampling import guided_noise, unet_caller
 
-    uncond, unet = encode_prompt(c, ""), unet_caller(c)
+    uncond = encode_prompt(c, "")
     h = w = SIZE // c.vae_scale_factor
     out = []
     batches = range(0, len(captions), batch_size)
@@ -141,9 +145,7 @@ def generate(c, captions: list[str], *, steps: int, guidance: float, seed: int, 
         g = torch.Generator().manual_seed(seed + k)
         z = torch.randn((len(texts), c.latent_channels, h, w), generator=g).to(c.device)
         z = z * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:
-            eps = guided_noise(c, z, t, cond, uncond, guidance, unet=unet)
-            z = scheduler.step(eps, t, z).prev_sample
+        z = ddim_decode(c, z, scheduler.timesteps, scheduler, cond, uncond if guidance > 1 else None, guidance).latents
         out.append(np.round(decode(c, z, output_type="np") * 255).astype(np.uint8))
     return np.concatenate(out)
 
@@ -163,7 +165,7 @@ def text_to_image_rates(images: np.ndarray, captions: list[str]) -> dict[str, fl
 # --------------------------------------------------------------------------- DiffEdit
 
 
-def score_edit(e: Edit, output: np.ndarray, mask) -> dict[str, float]:
+def score_edit(e: Edit, output: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Figures of one edited image (uint8 64×64×3) against the edit's truth; ``mask``: the
     inferred mask, at 64×64 or at latent resolution (then each cell becomes a block). PSNR is
     capped at ``PSNR_CAP`` dB (an identical background would be +∞ and swamp the mean)."""
@@ -178,7 +180,7 @@ def score_edit(e: Edit, output: np.ndarray, mask) -> dict[str, float]:
     )
 
 
-def run_edits(c, edits: list[Edit], *, steps: int, seed: int, progress: bool = True) -> list[dict]:
+def run_edits(c: Components, edits: list[Edit], *, steps: int, seed: int, progress: bool = True) -> list[dict]:
     """DiffEdit every edit at ``edit()``'s defaults (source caption as reference), scored."""
     from tqdm.auto import tqdm
     from PIL import Image
@@ -196,7 +198,7 @@ def run_edits(c, edits: list[Edit], *, steps: int, seed: int, progress: bool = T
     return rows
 
 
-def vae_ceiling(c, edits: list[Edit]) -> float:
+def vae_ceiling(c: Components, edits: list[Edit]) -> float:
     """Mean background PSNR of encode → decode of the edits' source images (same regions)."""
     from ..latents import decode, encode
 
@@ -237,7 +239,7 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:.3f}"
 
 
-def format_table(metrics: dict[str, float], figures=FIGURES) -> str:
+def format_table(metrics: dict[str, float], figures: dict=FIGURES) -> str:
     """A plain-text table: figure, value, bar, and PASS / FAIL (or blank without a bar).
     Figures missing from ``metrics`` are left out."""
     rows = [("figure", "value", "bar", "ok")]
@@ -254,7 +256,7 @@ def format_table(metrics: dict[str, float], figures=FIGURES) -> str:
     return "\n".join([text[0], line, *text[1:]])
 
 
-def failed_bars(metrics: dict[str, float], figures=FIGURES) -> list[str]:
+def failed_bars(metrics: dict[str, float], figures: dict=FIGURES) -> list[str]:
     """Keys of the figures that have a bar and miss it."""
     return [f.key for f in figures if f.key in metrics and f.bar.passed(metrics[f.key]) is False]
 
@@ -262,7 +264,7 @@ def failed_bars(metrics: dict[str, float], figures=FIGURES) -> list[str]:
 # --------------------------------------------------------------------------- main
 
 
-def measure(c, *, scenes: int, edits: int, seed: int, steps: int, batch_size: int = 32, progress: bool = True) -> dict:
+def measure(c: Components, *, scenes: int, edits: int, seed: int, steps: int, batch_size: int = 32, progress: bool = True) -> dict:
     """All the figures (``metrics``), the per-edit rows and the settings used."""
     guidance = c.defaults.get("guidance", 7.5)
     metrics: dict[str, float] = {}

@@ -5,7 +5,7 @@
 Two stages, both on *validation* edits (seeds from ``VALIDATION_SEED``: disjoint from training,
 < 10 000 000, and from the held-out seeds of :mod:`diffedit_lab.toy.quality`):
 
-1. **the mask** — mask encoding strength ``s``, clamp ratio ``κ``, threshold ``τ`` and hole
+1. **the mask** — mask noise ``s`` (``mask_noise``), clamp ratio ``κ``, threshold ``τ`` and hole
    filling are chosen for the mean IoU between the inferred mask at 64×64
    (:meth:`~diffedit_lab.mask.MaskResult.upsampled`) and the true edited region. Only the mask
    pass runs (``n`` draws per strength); each ``(κ, τ, fill)`` re-thresholds. A shape change
@@ -31,20 +31,25 @@ import argparse
 import itertools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..settings import DEPRECATED_NAMES, EditSettings
 from .quality import alternating_edits
 from .world import Edit
 
+if TYPE_CHECKING:
+    from ..models import Components
+
 VALIDATION_SEED = 500_000_000
-MASK_GRID = dict(mask_strength=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0),
+MASK_GRID = dict(mask_noise=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0),
                  threshold=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), fill_holes=(False, True))
-EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), strength=(0.6, 0.8, 0.9))
-PAPER_MASK = dict(mask_strength=0.5, clamp_ratio=3.0, threshold=0.5, fill_holes=False)
+EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), encoding_ratio=(0.6, 0.8, 0.9))
+PAPER_MASK = {k: getattr(EditSettings(), k) for k in MASK_GRID}  # the paper's s, κ, τ, no hole filling
 
 
 def validation_edits(n: int) -> list[Edit]:
@@ -52,7 +57,7 @@ def validation_edits(n: int) -> list[Edit]:
     return alternating_edits(VALIDATION_SEED, n)
 
 
-def mask_ious(c, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
+def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
               progress: bool = True) -> list[dict]:
     """Mean IoU of the mask at 64×64 against the true region for every (mask strength, clamp
     ratio, threshold, fill holes) of ``grid`` (default :data:`MASK_GRID`), best first."""
@@ -62,18 +67,18 @@ def mask_ious(c, edits: list[Edit], *, guidance: float, n: int, grid: dict | Non
 
     ious: dict[tuple, list] = {}
     for i, e in enumerate(tqdm(edits, desc="masks", disable=not progress)):
-        for s in grid["mask_strength"]:
-            m = noise_diff_mask(c, Image.fromarray(e.scene.image), e.source, e.target, n=n, strength=s,
+        for s in grid["mask_noise"]:
+            m = noise_diff_mask(c, Image.fromarray(e.scene.image), e.source, e.target, n=n, mask_noise=s,
                                 guidance=guidance, seed=i, progress=False)
             for kappa, tau, fill in itertools.product(grid["clamp_ratio"], grid["threshold"], grid["fill_holes"]):
                 mask = m.rethreshold(clamp_ratio=kappa, threshold=tau, fill_holes=fill).upsampled()[0].cpu().numpy()
                 ious.setdefault((s, kappa, tau, fill), []).append(float(mask_iou(mask, e.mask)))
-    rows = [dict(mask_strength=s, clamp_ratio=kappa, threshold=tau, fill_holes=fill, mask_iou=float(np.mean(v)))
+    rows = [dict(mask_noise=s, clamp_ratio=kappa, threshold=tau, fill_holes=fill, mask_iou=float(np.mean(v)))
             for (s, kappa, tau, fill), v in ious.items()]
     return sorted(rows, key=lambda r: -r["mask_iou"])
 
 
-def edit_scores(c, edits: list[Edit], steps: int, masks: list[dict], grid: dict | None = None,
+def edit_scores(c: Components, edits: list[Edit], steps: int, masks: list[dict], grid: dict | None = None,
                 progress: bool = True) -> list[dict]:
     """Mean figures of every point of ``grid`` (default :data:`EDIT_GRID`) with each of the mask
     settings ``masks``, best first; one EditSession per image, so masks and inversions are
@@ -98,7 +103,6 @@ def edit_scores(c, edits: list[Edit], steps: int, masks: list[dict], grid: dict 
 
 def main(argv: list[str] | None = None) -> None:
     from .. import load_components
-    from ..edit import resolve_settings
 
     p = argparse.ArgumentParser(prog="python -m diffedit_lab.toy.tune", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None)
@@ -112,23 +116,26 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(a.threads)
     c = load_components(a.model, device="cpu")
     edits = validation_edits(max(a.edits, a.mask_edits))
-    masks = mask_ious(c, edits[:a.mask_edits], **resolve_settings(c, guidance=None, n=None))
+    model = EditSettings.for_model(c)
+    masks = mask_ious(c, edits[:a.mask_edits], guidance=model.guidance, n=model.n)
     print(f"{'s':>5} {'κ':>5} {'τ':>5} {'fill':>5} {'IoU':>6}")
     for r in masks[:10]:
-        print(f"{r['mask_strength']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {str(r['fill_holes']):>5} "
+        print(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {str(r['fill_holes']):>5} "
               f"{r['mask_iou']:6.3f}")
     best_mask = {k: masks[0][k] for k in MASK_GRID}
     rows = edit_scores(c, edits[:a.edits], a.steps, [best_mask] + ([PAPER_MASK] if best_mask != PAPER_MASK else []))
     print(f"\n{'s':>5} {'κ':>5} {'τ':>5} {'w':>5} {'r':>5} {'success':>8} {'kept':>6} {'IoU':>6} {'bg PSNR':>8}")
     for r in rows:
-        print(f"{r['mask_strength']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['guidance']:5.1f} "
-              f"{r['strength']:5.2f} {r['edit_success']:8.2f} {r['untouched_kept']:6.2f} {r['mask_iou']:6.3f} "
+        print(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['guidance']:5.1f} "
+              f"{r['encoding_ratio']:5.2f} {r['edit_success']:8.2f} {r['untouched_kept']:6.2f} {r['mask_iou']:6.3f} "
               f"{r['background_psnr']:8.2f}")
     if a.write:
         from ..models import DEFAULT_MODEL_DIR
 
         path = Path(a.model or DEFAULT_MODEL_DIR) / "diffedit_lab.json"
         settings = json.loads(path.read_text())
+        for old in DEPRECATED_NAMES:  # the file's old names give way to today's
+            settings.pop(old, None)
         settings.update({k: rows[0][k] for k in (*MASK_GRID, *EDIT_GRID)})
         path.write_text(json.dumps(settings, indent=2) + "\n")
         print(f"wrote {path}: {settings}")
