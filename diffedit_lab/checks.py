@@ -100,7 +100,7 @@ def check_flag(name: str, value) -> bool:
     """A yes/no setting: ``True``/``False`` (or 0/1), nothing else (``"no"`` would be true)."""
     if isinstance(value, (bool, numbers.Integral)) and value in (0, 1):
         return bool(value)
-    raise ValueError(f"{name} must be True or False, got {value!r}.")
+    raise ValueError(f"`{name}` must be True or False, got {value!r}.")
 
 
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:

@@ -491,7 +491,7 @@ def check_masked_denoise(fn: Callable, *, c: Components | None = None) -> None:
 
 def check_edit(fn: Callable, *, c: Components | None = None) -> None:
     """``fn(c, image, source, target, *, steps, seed) -> (mask, latents)``: DiffEdit's three steps at
-    the model's recorded settings (``c.defaults``) — the mask (a MaskResult or its (B, h, w) tensor)
+    the model's recorded settings (``EditSettings.for_model(c)``) — the mask (a MaskResult or its (B, h, w) tensor)
     and the edited latents (library: :func:`~diffedit_lab.edit.edit`)."""
     from .denoise import encode_decode, sdedit
     from .edit import edit
@@ -509,30 +509,30 @@ def check_edit(fn: Callable, *, c: Components | None = None) -> None:
     mask = _tensor(getattr(mask, "mask", mask), name + " (mask)")
     latents = _tensor(latents, name + " (latents)")
     if mask.numel() != ref.mask.mask.numel() or not _close(mask.reshape(ref.mask.mask.shape), ref.mask.mask):
-        _fail("Your mask differs from edit()'s.", "noise_diff_mask with the model's recorded settings: n, mask_strength "
-              "(the noise strength s), clamp_ratio, threshold, fill_holes and guidance from c.defaults, the same "
-              "steps and seed.")
+        _fail("Your mask differs from edit()'s.", "noise_diff_mask with the model's recorded settings: n, mask_noise "
+              "(the noise strength s), clamp_ratio, threshold, fill_holes and guidance from "
+              "s = EditSettings.for_model(c), the same steps and seed.")
     _shape(latents, tuple(ref.latents.shape), name + " (latents)")
     if _close(latents, ref.latents, rtol=1e-3, atol=1e-4):
         _ok("whole edit: your mask and edited latents equal edit()'s at the model's recorded settings.")
         return
-    d, z0 = ref.settings, ref.inversion.z0
+    s, z0 = ref.edit_settings, ref.inversion.z0
     for wrong, mistake, hint in [
         (lambda: edit(c, ex.scene.image, ex.target, ex.source, steps=steps, seed=seed, progress=False).latents,
          "Source and target swapped: you decoded with the source text R.",
          "the mask compares R (source) with Q (target); the decoding uses Q."),
-        (lambda: masked_denoise(c, ref.inversion, ref.mask, ex.source, guidance=d["guidance"], progress=False).latents,
+        (lambda: masked_denoise(c, ref.inversion, ref.mask, ex.source, guidance=s.guidance, progress=False).latents,
          "Source and target swapped: you decoded with the source text R.", "decode with the target Q."),
-        (lambda: encode_decode(c, ref.inversion, ex.target, guidance=d["guidance"], progress=False).latents,
+        (lambda: encode_decode(c, ref.inversion, ex.target, guidance=s.guidance, progress=False).latents,
          "No mask in the decoding (that is the encode–decode baseline).", "pass the mask to masked_denoise."),
-        (lambda: sdedit(c, z0, ex.target, strength=d["strength"], steps=steps, guidance=d["guidance"], seed=seed,
+        (lambda: sdedit(c, z0, ex.target, strength=s.encoding_ratio, steps=steps, guidance=s.guidance, seed=seed,
                         progress=False).latents,
          "Denoising from fresh noise instead of the inverted latent (that is SDEdit).",
          "DDIM-encode z0 with ddim_invert and decode from its result."),
         (lambda: masked_denoise(c, ref.inversion, ref.mask, ex.target, guidance=1.0, progress=False).latents,
-         "Guidance ignored: the decoding ran with w = 1.", "pass guidance=c.defaults['guidance'] to masked_denoise."),
+         "Guidance ignored: the decoding ran with w = 1.", "pass guidance=s.guidance (s = EditSettings.for_model(c)) to masked_denoise."),
     ]:
         if _close(latents, wrong(), rtol=1e-3, atol=1e-4):
             _fail(mistake, hint)
-    _fail("Your edited latents differ from edit()'s.", "ddim_invert(c, z0, '', strength=c.defaults['strength'], "
-          "steps=steps), then masked_denoise with the mask, the target and c.defaults['guidance'].")
+    _fail("Your edited latents differ from edit()'s.", "ddim_invert(c, z0, '', encoding_ratio=s.encoding_ratio, "
+          "steps=steps), then masked_denoise with the mask, the target and s.guidance (s = EditSettings.for_model(c)).")

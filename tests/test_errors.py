@@ -193,7 +193,7 @@ def test_check_seed_flag_and_tensors():
             check_seed("seed", bad)
     assert check_flag("fill_holes", 1) is True and check_flag("fill_holes", False) is False
     for bad in ("yes", 2, None, 0.5):
-        with pytest.raises(ValueError, match="fill_holes must be True or False"):
+        with pytest.raises(ValueError, match="`fill_holes` must be True or False"):
             check_flag("fill_holes", bad)
     with pytest.raises(ValueError, match="`latents` has 1 NaN"):
         check_finite("latents", torch.tensor([0.0, float("nan")]))

@@ -287,12 +287,12 @@ def test_seeds_are_validated_by_the_library(tiny_components, seed):
 
 @pytest.mark.parametrize("value", ["no", 2, 0.5])
 def test_fill_holes_is_validated(tiny_components, mask_result_tiny, value):
-    with pytest.raises(ValueError, match="fill_holes must be True or False"):
+    with pytest.raises(ValueError, match="`fill_holes` must be True or False"):
         mask_result_tiny.rethreshold(fill_holes=value)
-    with pytest.raises(ValueError, match="fill_holes must be"):
+    with pytest.raises(ValueError, match="`fill_holes` must be"):
         noise_diff_mask(tiny_components, torch.zeros(1, 4, 16, 16), "", "a cat", n=1, steps=2, seed=0,
                         fill_holes=value, progress=False)
-    with pytest.raises(ValueError, match="fill_holes must be"):
+    with pytest.raises(ValueError, match="`fill_holes` must be"):
         edit(tiny_components, torch.zeros(1, 4, 16, 16), "", "a cat", steps=2, n=1, seed=0, fill_holes=value,
              progress=False)
 

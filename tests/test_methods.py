@@ -32,7 +32,7 @@ from diffedit_lab.methods.attention import CrossAttentionStore
 from diffedit_lab.sampling import takes_fast_unet, unet_output
 
 SOURCE, TARGET = "a red circle and a blue square", "a red circle and a green square"
-FAST = dict(steps=4, n=2, strength=0.5, mask_strength=0.5, guidance=3.0)
+FAST = dict(steps=4, n=2, encoding_ratio=0.5, mask_noise=0.5, guidance=3.0)
 
 
 def disc_image():

@@ -81,6 +81,7 @@ def test_old_names_in_edit_and_session_warn_here(tiny_components, tiny_image):
     fast = dict(n=1, steps=4, progress=False, seed=0)
     with pytest.warns(DeprecationWarning) as record:
         r = edit(tiny_components, tiny_image, "a red circle", "a blue square", strength=0.5, mask_strength=0.4, **fast)
+    record = [w for w in record if w.category is DeprecationWarning]  # the random VAE also warns (round trip)
     assert all(w.filename == __file__ for w in record) and len(record) == 2
     assert r.edit_settings.encoding_ratio == 0.5 and r.mask.mask_noise == 0.4
     session = EditSession(tiny_components, tiny_image)

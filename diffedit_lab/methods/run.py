@@ -18,12 +18,15 @@ equal to DiffEdit's gives DiffEdit's very image. Settings left as ``None`` are t
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..denoise import as_latent_mask, masked_denoise
 from ..edit import EditSession
 from ..latents import decode
 from ..models import Components
+from ..settings import EditSettings
 from .attention import ATTENTION_THRESHOLD, changed_token_positions, cross_attention_mask
 from .common import MethodResult, intersect_masks
 from .ledits import check_ledits_input, ledits_pp
@@ -44,12 +47,14 @@ def run_methods(
     ledits: dict | None = None,
     extra_masks: dict | None = None,
     progress: bool = False,
-    **settings,
+    settings: EditSettings | None = None,
+    **overrides: Any,
 ) -> dict[str, MethodResult]:
     """The ``methods``' results for editing one ``image`` from ``source`` to ``target``, by name.
 
-    ``settings``: :func:`~diffedit_lab.edit`'s keyword settings (``n``, ``mask_strength``,
-    ``threshold``, ``strength``, ``steps``, ``guidance``, …); ``seed`` drives DiffEdit's noise
+    ``settings``/``overrides``: DiffEdit's :class:`~diffedit_lab.settings.EditSettings` (default:
+    the model's) and settings by name on top of it (``n``, ``mask_noise``, ``threshold``,
+    ``encoding_ratio``, ``steps``, ``guidance``, …); ``seed`` drives DiffEdit's noise
     draws and LEDITS++'s inversion noise. ``attention_threshold``: ``τ`` of the attention mask.
     ``ledits``: keyword arguments for :func:`~diffedit_lab.methods.ledits_pp` (its ``steps``
     default to these ``steps``). ``extra_masks``: name → latent mask (anything
@@ -64,16 +69,16 @@ def run_methods(
     if "ledits_pp" in methods:
         check_ledits_input(c, image)
     session = EditSession(c, image)
-    s = session.settings(**settings)
+    s = session.settings(settings, **overrides)
     need_diffedit = {"diffedit", "intersection"} & set(methods)
     out: dict[str, MethodResult] = {}
-    res = session.run(source, target, seed=seed, progress=progress, **s) if need_diffedit else None
-    inversion = res.inversion if res is not None else session.inversion(progress=progress, **s)
+    res = session.run(source, target, s, seed=seed, progress=progress) if need_diffedit else None
+    inversion = res.inversion if res is not None else session.inversion(settings=s, progress=progress)
     size = (inversion.z0.shape[-2] * c.vae_scale_factor, inversion.z0.shape[-1] * c.vae_scale_factor)
-    negative = session.embedding("") if s["guidance"] > 1 else None
+    negative = session.embedding("") if s.guidance > 1 else None
 
     def decoded(mask) -> tuple[list, torch.Tensor]:
-        d = masked_denoise(c, inversion, mask, session.embedding(target), guidance=s["guidance"],
+        d = masked_denoise(c, inversion, mask, session.embedding(target), guidance=s.guidance,
                            negative_prompt=negative, progress=progress)
         return decode(c, d.latents), d.latents
 
@@ -99,7 +104,7 @@ def run_methods(
             image=images[0], images=images, soft=None, masked_images=images, latents=latents,
             details=dict(mask=res.mask, attention=attention, inversion=inversion))
     if "ledits_pp" in methods:
-        kwargs = dict(steps=s["steps"], seed=seed)
+        kwargs = dict(steps=s.steps, seed=seed)
         kwargs.update(ledits or {})
         result = ledits_pp(c, image, source, target, **kwargs)
         result.masked_images, result.latents = decoded(result.mask)
