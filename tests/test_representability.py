@@ -83,7 +83,7 @@ def test_cli_prints_one_warning_line(capsys, tmp_path, picture, warned):
 
     image = sky() if picture == "sky" else Image.fromarray(world.make_scene(0).image)
     image.save(tmp_path / "in.png")
-    code = main(["edit", str(tmp_path / "in.png"), "--source", "a picture", "--target", "a red circle",
+    code = main(["edit", str(tmp_path / "in.png"), "--source", "a blue square", "--target", "a red circle",
                  "--out", str(tmp_path / "out.png"), "--steps", "2", "--n", "1", "--seed", "0", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 0, err
