@@ -208,11 +208,6 @@ def test_report_and_ablations_from_rows():
     assert list(ab["encoding"]) == ["empty, w=1", "caption, w=7.5"]  # a missing variant is left out
 
 
-def test_parts_merge_weighted_by_their_edits():
-    assert q._weighted([30.0, 33.0], [1, 2]) == 32.0
-    assert q._weighted([dict(a=0.0, b=1.0), dict(a=1.0, b=1.0)], [3, 1]) == dict(a=0.25, b=1.0)
-
-
 def test_tradeoff_points_sorted_and_without_nan():
     results = {"methods": {
         "diffedit": {"0.8": dict(background_psnr=30.0, edit_success=0.9), "0.3": dict(background_psnr=35.0,
