@@ -259,7 +259,7 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     assert set(res["methods"]) == set(q.METHODS)
     for method, by_r in res["methods"].items():
-        assert list(by_r) == ["0.5", "0.8"]
+        assert list(by_r) == (["0.8"] if method in q.SUCCESSORS else ["0.5", "0.8"])  # successors: at ablation_r
         for v in by_r.values():
             assert v["count"] == 2
             for k in q.METRICS:
@@ -281,9 +281,9 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     assert None not in (s["threshold"], s["mask_noise"], s["clamp_ratio"], s["n"])  # the model's, resolved
     for name in res["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6)
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6 + len(q.SUCCESSORS))
     table = (out / "table.md").read_text().splitlines()
-    assert table[0].startswith("| method | r | edit success") and len([x for x in table if x.startswith("| ")]) == 12
+    assert table[0].startswith("| method | r | edit success") and len([x for x in table if x.startswith("| ")]) == 12 + 4
 
 
 # --------------------------------------------------------------------------- the committed results agree

@@ -1,9 +1,9 @@
 """The paper's edit trade-off, measured on the shapes world: DiffEdit against SDEdit,
-encode–decode, the true-mask oracle and diffusers' pipeline as is.
+encode–decode, the true-mask oracle, diffusers' pipeline as is, and DiffEdit's successors.
 
     python -m diffedit_lab.bench quality [--quick] [--out DIR] [--edits N] [--steps S]
                                          [--model DIR] [--ratios R ...] [--threads N] [--batch B]
-                                         [--dataset DIR]
+                                         [--dataset DIR] [--no-successors]
     accelerate launch [--num_processes N] -m diffedit_lab.bench quality [options]
 
 For every method and encoding ratio ``r`` (default 0.3, 0.5, 0.7, 0.8, 0.9), on ``N`` held-out
@@ -18,6 +18,14 @@ the training seeds, < 10 000 000, and from ``toy/quality.py``'s, ≥ 988 654 321
   image resolution as ``MaskResult.upsampled`` makes it (the model's ``fill_holes`` setting
   applies, to it and to the latent mask of the blend), the oracle's and diffusers' latent masks
   with each cell a block (diffusers has no finer mask).
+* **mask precision / recall** — ``|M ∩ T| / |M|`` and ``|M ∩ T| / |T|`` of the same masks.
+
+**DiffEdit's successors** (:mod:`diffedit_lab.methods`; ``--no-successors`` leaves them out), at
+``r = 0.8`` only, each edit on its own (:func:`~diffedit_lab.bench.quality_run.successor_rows`):
+the cross-attention mask, DiffEdit's mask ∩ the attention mask and LEDITS++'s implicit mask, each
+decoded with DiffEdit's decoding (rows ``cross_attention``, ``intersection``, ``ledits_pp``), and
+LEDITS++'s own edit scored with its mask (``ledits_pp_own``) — what ``toy.successors`` measures,
+in the bench's rows. Their UNet calls are not in the progress bar's count.
 
 Ablations of DiffEdit at ``r = 0.8`` (the model's default): the number of noise draws
 ``n ∈ {1, 2, 5, 10, 20}``, the threshold ``τ ∈ {0.25, 0.5, 0.75}``, the reference text (source
@@ -102,6 +110,7 @@ from .quality_run import (  # noqa: F401
     QUICK,
     RATIOS,
     SDEDIT_SEED_OFFSET,
+    SUCCESSORS,
     THRESHOLDS,
     Job,
     Plan,
@@ -121,6 +130,8 @@ from .quality_run import (  # noqa: F401
     resolve,
     rows_per_step,
     run,
+    score_image,
+    successor_rows,
 )
 
 
@@ -135,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=BENCH_SEED, help="first held-out seed")
     p.add_argument("--batch", type=int, default=32, help="edits per UNet call")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--no-successors", action="store_true",
+                   help="leave out DiffEdit's successors (cross-attention, intersection, LEDITS++)")
     p.add_argument("--dataset", type=Path, default=None,
                    help="a folder laid out as PIE-Bench (mapping_file.json, annotation_images/): its edits instead "
                         "of the shapes world's (--edits N: the first N)")
@@ -146,7 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings_from(a: argparse.Namespace) -> Settings:
     s = replace(Settings(), **QUICK) if a.quick else Settings()
     given = dict(edits=a.edits, steps=a.steps, ratios=tuple(a.ratios) if a.ratios else None)
-    s = replace(s, seed=a.seed, batch=a.batch, **{k: v for k, v in given.items() if v is not None})
+    s = replace(s, seed=a.seed, batch=a.batch, successors=not a.no_successors,
+                **{k: v for k, v in given.items() if v is not None})
     if s.ablation_r not in s.ratios and a.ratios:
         s = replace(s, ablation_r=max(s.ratios))
     return s

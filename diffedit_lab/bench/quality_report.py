@@ -11,7 +11,8 @@ import numpy as np
 
 from ..toy.quality import format_value, mean_of
 
-METHODS = ("diffedit", "sdedit", "encode_decode", "oracle", "diffusers")
+METHODS = ("diffedit", "sdedit", "encode_decode", "oracle", "diffusers", "cross_attention", "intersection",
+           "ledits_pp", "ledits_pp_own")
 REFERENCES = ("caption", "empty")
 ENCODINGS = ("empty, w=1", "caption, w=1", "caption, w=7.5")  # inversion prompt, guidance
 METRICS = ("edit_success", "untouched_kept", "background_psnr", "background_ssim", "mask_iou",
@@ -21,7 +22,8 @@ unedited region, :mod:`~diffedit_lab.bench.pie`)."""
 RATES = ("edit_success", "untouched_kept")
 LABELS = dict(
     diffedit="DiffEdit", sdedit="SDEdit", encode_decode="encode–decode", oracle="oracle (true mask)",
-    diffusers="diffusers pipeline",
+    diffusers="diffusers pipeline", cross_attention="cross-attention mask", intersection="DiffEdit ∩ attention",
+    ledits_pp="LEDITS++ mask", ledits_pp_own="LEDITS++ (its own edit)",
 )
 
 
@@ -177,7 +179,7 @@ def tradeoff_figure(results: dict, *, metrics: tuple[str, ...]=("background_psnr
 
     fig = Figure(figsize=(5.2 * len(metrics), 4.2), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    markers = dict(zip(METHODS, "osD^v"))
+    markers = dict(zip(METHODS, "osD^vPX*p"))
     for ax, metric in zip(axes, metrics):
         for method, pts in tradeoff_points(results, x=metric).items():
             if not pts:

@@ -29,7 +29,11 @@ from ..toy.world import Edit
 from . import pie
 from .quality_report import ENCODINGS, METHODS, METRICS, REFERENCES, report, rkey
 
-MASK_METHODS = ("diffedit", "oracle", "diffusers")
+MASK_METHODS = ("diffedit", "oracle", "diffusers", "cross_attention", "intersection", "ledits_pp", "ledits_pp_own")
+SUCCESSORS = ("cross_attention", "intersection", "ledits_pp", "ledits_pp_own")
+"""DiffEdit's successors (:mod:`diffedit_lab.methods`, issue 14), one row each per edit at
+``ablation_r``: the three masks decoded with DiffEdit's decoding, and LEDITS++'s own edit scored
+with its mask (:func:`successor_rows`)."""
 RATIOS = (0.3, 0.5, 0.7, 0.8, 0.9)
 N_DRAWS = (1, 2, 5, 10, 20)
 THRESHOLDS = (0.25, 0.5, 0.75)
@@ -57,6 +61,7 @@ class QualityRun:
     batch: int = 32
     first: int = 0  # the first edit (a worker's slice)
     dilate: int = 2
+    successors: bool = True  # DiffEdit's successors' rows (SUCCESSORS) at ablation_r
     edit: EditSettings | None = None  # set by resolve()
 
     def _edit(self) -> EditSettings:
@@ -461,6 +466,12 @@ def _run_part(c, s: QualityRun, tick, items: list | None = None) -> dict:
         ])
     timing["diffusers_s"] = time.perf_counter() - t0
 
+    # DiffEdit's successors, one edit at a time (their own encodings; UNet rows not counted)
+    t0 = time.perf_counter()
+    successor = [row for i, e in enumerate(edits) for row in successor_rows(c, e, s.first + i, seeds[i], s)] \
+        if s.successors else []
+    timing["successors_s"] = time.perf_counter() - t0
+
     # decode and score everything
     t0 = time.perf_counter()
     z = torch.cat(latents)
@@ -473,6 +484,7 @@ def _run_part(c, s: QualityRun, tick, items: list | None = None) -> dict:
     for r in ratios:
         for i, (out, m) in enumerate(zip(d_images[r], d_masks)):
             rows.append(_row(Job("diffusers", r), edits[i], s.first + i, out, m))
+    rows += successor
     ceilings = _ceilings(c, edits, s)
     timing["scoring_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - t_start
@@ -506,6 +518,32 @@ def _row(job: Job, e, index: int, output: np.ndarray, mask) -> dict:
     row.update(pie.unedited_metrics(e.scene.image, output, e.mask))
     variant = None if job.variant is None else list(job.variant)
     return dict(row, method=job.method, r=job.r, variant=variant, edit=index, kind=e.kind)
+
+
+def successor_rows(c, e, index: int, seed: int, s: QualityRun) -> list[dict]:
+    """The :data:`SUCCESSORS`' rows of one edit at ``r = s.ablation_r`` (:func:`~diffedit_lab.methods.run_methods`
+    with the run's DiffEdit settings and ``seed``, as ``toy.successors.score_edit`` runs them):
+    each mask scored at image resolution, each image as every other output. LEDITS++'s concepts:
+    the new object's name added, the old one's removed (shapes world); on a PIE-Bench edit its
+    default (the changed words)."""
+    from PIL import Image
+
+    from ..methods import run_methods
+
+    ledits = None
+    if hasattr(e, "target_scene"):
+        old, new = e.scene.objects[e.index], e.target_scene.objects[e.index]
+        ledits = dict(concepts=[new.name, old.name], reverse=[False, True])
+    res = run_methods(c, Image.fromarray(e.scene.image), e.source, e.target,
+                      methods=("cross_attention", "intersection", "ledits_pp"), seed=seed, ledits=ledits,
+                      settings=s.edit, encoding_ratio=s.ablation_r)
+    rows = []
+    for name in SUCCESSORS:
+        r = res["ledits_pp" if name == "ledits_pp_own" else name]
+        image = r.image if name == "ledits_pp_own" else r.masked_images[0]
+        out = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+        rows.append(_row(Job(name, s.ablation_r), e, index, out, r.mask_image[0].cpu().numpy()))
+    return rows
 
 
 def score_image(e, output: np.ndarray, mask) -> dict[str, float]:
