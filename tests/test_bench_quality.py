@@ -309,3 +309,27 @@ def test_committed_results_table_and_readme_agree():
     # … and at its recorded settings
     recorded = json.loads((root / "diffedit_lab" / "toy" / "model" / "diffedit_lab.json").read_text())
     assert results["settings"]["model_defaults"] == recorded
+
+
+def test_successor_rows_are_toy_successors_figures(tiny_components):
+    """The bench's rows of DiffEdit's successors are what ``toy.successors.score_edit`` measures
+    on the same edit, seed and settings (mask IoU, precision, recall, success, untouched, PSNR)."""
+    from diffedit_lab.toy import successors
+
+    c = tiny_components
+    s = q.resolve(c, dataclasses.replace(q.QualityRun(**q.QUICK), steps=2, edits=1))
+    e = held_out_edits(1, q.BENCH_SEED)[0]
+    seed = q.BENCH_SEED
+    ours = {r["method"]: r for r in q.successor_rows(c, e, 0, seed, s)}
+    assert list(ours) == list(q.SUCCESSORS) and all(r["r"] == s.ablation_r and r["kind"] == e.kind
+                                                   for r in ours.values())
+    theirs = {r["method"]: r for r in successors.score_edit(c, e, seed=seed, settings=s.edit,
+                                                            encoding_ratio=s.ablation_r)}
+    for name, row in ours.items():
+        for k_ours, k_theirs in (("mask_iou", "mask_iou"), ("mask_precision", "precision"), ("mask_recall", "recall"),
+                                 ("edit_success", "edit_success"), ("untouched_kept", "untouched_kept"),
+                                 ("background_psnr", "background_psnr")):
+            a, b = row[k_ours], theirs[name][k_theirs]
+            assert (a != a and b != b) or a == pytest.approx(b, abs=1e-9), (name, k_ours, a, b)
+    assert ours["cross_attention"]["mask_iou"] != ours["intersection"]["mask_iou"] or \
+        ours["cross_attention"]["mask_precision"] != ours["intersection"]["mask_precision"]
