@@ -59,7 +59,7 @@ class QualityRun:
     guided_inversion: float = 7.5  # w of the ablation's guided encoding, and diffusers' invert default
     oracle_cover: float = 0.0
     batch: int = 32
-    first: int = 0  # the first edit (a worker's slice)
+    first: int = 0  # the first edit (a process's share)
     dilate: int = 2
     successors: bool = True  # DiffEdit's successors' rows (SUCCESSORS) at ablation_r
     edit: EditSettings | None = None  # set by resolve()
