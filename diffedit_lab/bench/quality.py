@@ -63,9 +63,10 @@ process writes the report. Seeds and batches depend on the edit only: the result
 threads in one process spin against other work and run ~17× slower (measured).
 
 Full run (100 edits, 10 DDIM steps, 63 100 UNet rows with the embedded model's settings):
-754 s (12.6 minutes) wall with 2 processes of one thread on the project's 2-core CPU, nothing else
-running (1 121 s in a later run with a `toy.quality` job sharing the cores; both with the worker pool
-that ``accelerate launch --num_processes 2`` replaced).
+905 s (15.1 minutes) wall with ``accelerate launch --multi_gpu --num_processes 2`` (one torch thread
+each, ``--batch 25``: two batches per process) on the project's 2-core CPU shared with other work;
+754 s alone and 1 121 s shared in earlier runs with the worker pool it replaced (same figures within
+0.01 standard errors).
 
 Writes ``results.json`` (every figure, with standard errors, per kind of edit, the settings and
 the checks), ``table.md`` (the README's table), ``tradeoff.png``/``ablations.png`` and
