@@ -25,7 +25,6 @@ from ..models import Components, fresh_schedulers
 from ..settings import EditSettings
 from ..sampling import denoising_timesteps, inversion_timesteps, strength_steps
 from ..toy.quality import mean_of, held_out_edits, score_edit
-from ..toy.world import Edit
 from . import pie
 from .quality_report import ENCODINGS, METHODS, METRICS, REFERENCES, report, rkey
 
