@@ -152,7 +152,8 @@ def test_compare_runs_every_method_on_one_image(tiny_components):
 
     e = held_out_edits(1, 123)[0]
     images, masks = q_compare(tiny_components, e)
-    assert list(images) == list(q.METHODS) and list(masks) == list(q.MASK_METHODS)
+    classic = [m for m in q.METHODS if m not in q.SUCCESSORS]  # baselines.compare: the bench's first five
+    assert list(images) == classic and list(masks) == [m for m in q.MASK_METHODS if m in classic]
     assert all(v.shape == (64, 64, 3) and v.dtype == np.uint8 for v in images.values())
     assert all(m.shape == (32, 32) for m in masks.values())
     ours = edit(tiny_components, e.scene.image, e.source, e.target, n=2, strength=0.5, steps=2, seed=1,
@@ -208,11 +209,6 @@ def test_report_and_ablations_from_rows():
     assert list(ab["encoding"]) == ["empty, w=1", "caption, w=7.5"]  # a missing variant is left out
 
 
-def test_parts_merge_weighted_by_their_edits():
-    assert q._weighted([30.0, 33.0], [1, 2]) == 32.0
-    assert q._weighted([dict(a=0.0, b=1.0), dict(a=1.0, b=1.0)], [3, 1]) == dict(a=0.25, b=1.0)
-
-
 def test_tradeoff_points_sorted_and_without_nan():
     results = {"methods": {
         "diffedit": {"0.8": dict(background_psnr=30.0, edit_success=0.9), "0.3": dict(background_psnr=35.0,
@@ -264,7 +260,7 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     assert set(res["methods"]) == set(q.METHODS)
     for method, by_r in res["methods"].items():
-        assert list(by_r) == ["0.5", "0.8"]
+        assert list(by_r) == (["0.8"] if method in q.SUCCESSORS else ["0.5", "0.8"])  # successors: at ablation_r
         for v in by_r.values():
             assert v["count"] == 2
             for k in q.METRICS:
@@ -286,9 +282,9 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
     assert None not in (s["threshold"], s["mask_noise"], s["clamp_ratio"], s["n"])  # the model's, resolved
     for name in res["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6)
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6 + len(q.SUCCESSORS))
     table = (out / "table.md").read_text().splitlines()
-    assert table[0].startswith("| method | r | edit success") and len([x for x in table if x.startswith("| ")]) == 12
+    assert table[0].startswith("| method | r | edit success") and len([x for x in table if x.startswith("| ")]) == 12 + 4
 
 
 # --------------------------------------------------------------------------- the committed results agree
@@ -314,3 +310,27 @@ def test_committed_results_table_and_readme_agree():
     # … and at its recorded settings
     recorded = json.loads((root / "diffedit_lab" / "toy" / "model" / "diffedit_lab.json").read_text())
     assert results["settings"]["model_defaults"] == recorded
+
+
+def test_successor_rows_are_toy_successors_figures(tiny_components):
+    """The bench's rows of DiffEdit's successors are what ``toy.successors.score_edit`` measures
+    on the same edit, seed and settings (mask IoU, precision, recall, success, untouched, PSNR)."""
+    from diffedit_lab.toy import successors
+
+    c = tiny_components
+    s = q.resolve(c, dataclasses.replace(q.QualityRun(**q.QUICK), steps=2, edits=1))
+    e = held_out_edits(1, q.BENCH_SEED)[0]
+    seed = q.BENCH_SEED
+    ours = {r["method"]: r for r in q.successor_rows(c, e, 0, seed, s)}
+    assert list(ours) == list(q.SUCCESSORS) and all(r["r"] == s.ablation_r and r["kind"] == e.kind
+                                                   for r in ours.values())
+    theirs = {r["method"]: r for r in successors.score_edit(c, e, seed=seed, settings=s.edit,
+                                                            encoding_ratio=s.ablation_r)}
+    for name, row in ours.items():
+        for k_ours, k_theirs in (("mask_iou", "mask_iou"), ("mask_precision", "precision"), ("mask_recall", "recall"),
+                                 ("edit_success", "edit_success"), ("untouched_kept", "untouched_kept"),
+                                 ("background_psnr", "background_psnr")):
+            a, b = row[k_ours], theirs[name][k_theirs]
+            assert (a != a and b != b) or a == pytest.approx(b, abs=1e-9), (name, k_ours, a, b)
+    assert ours["cross_attention"]["mask_iou"] != ours["intersection"]["mask_iou"] or \
+        ours["cross_attention"]["mask_precision"] != ours["intersection"]["mask_precision"]

@@ -1,9 +1,10 @@
 """The paper's edit trade-off, measured on the shapes world: DiffEdit against SDEdit,
-encode–decode, the true-mask oracle and diffusers' pipeline as is.
+encode–decode, the true-mask oracle, diffusers' pipeline as is, and DiffEdit's successors.
 
     python -m diffedit_lab.bench quality [--quick] [--out DIR] [--edits N] [--steps S]
-                                         [--model DIR] [--ratios R ...] [--workers N] [--threads N]
-                                         [--batch B]
+                                         [--model DIR] [--ratios R ...] [--threads N] [--batch B]
+                                         [--dataset DIR] [--no-successors]
+    accelerate launch [--num_processes N] -m diffedit_lab.bench quality [options]
 
 For every method and encoding ratio ``r`` (default 0.3, 0.5, 0.7, 0.8, 0.9), on ``N`` held-out
 edits (half shape, half colour changes; scene seeds ``555 000 000 + 1 000 000 + i``: disjoint from
@@ -17,6 +18,14 @@ the training seeds, < 10 000 000, and from ``toy/quality.py``'s, ≥ 988 654 321
   image resolution as ``MaskResult.upsampled`` makes it (the model's ``fill_holes`` setting
   applies, to it and to the latent mask of the blend), the oracle's and diffusers' latent masks
   with each cell a block (diffusers has no finer mask).
+* **mask precision / recall** — ``|M ∩ T| / |M|`` and ``|M ∩ T| / |T|`` of the same masks.
+
+**DiffEdit's successors** (:mod:`diffedit_lab.methods`; ``--no-successors`` leaves them out), at
+``r = 0.8`` only, each edit on its own (:func:`~diffedit_lab.bench.quality_run.successor_rows`):
+the cross-attention mask, DiffEdit's mask ∩ the attention mask and LEDITS++'s implicit mask, each
+decoded with DiffEdit's decoding (rows ``cross_attention``, ``intersection``, ``ledits_pp``), and
+LEDITS++'s own edit scored with its mask (``ledits_pp_own``) — what ``toy.successors`` measures,
+in the bench's rows. Their UNet calls are not in the progress bar's count.
 
 Ablations of DiffEdit at ``r = 0.8`` (the model's default): the number of noise draws
 ``n ∈ {1, 2, 5, 10, 20}``, the threshold ``τ ∈ {0.25, 0.5, 0.75}``, the reference text (source
@@ -35,13 +44,29 @@ ablation re-thresholds (no model call). **One** DDIM encoding to the largest ``r
 smaller ``r``'s latents: checked at run time (the inverse timesteps of each ``r`` must be a
 prefix of the largest's, and the denoising timesteps their reverse; otherwise that ``r`` gets
 its own encoding) and numerically in the tests; diffusers' ``invert`` likewise. Everything is
-decoded with the VAE once at the end. On a CPU the edits are split between two processes of one
-torch thread each (``--workers``): on a shared 2-core machine two torch threads in one process
-spin against other work and run ~17× slower (measured), one thread per process does not.
+decoded with the VAE once at the end.
+
+**Real data** (``--dataset DIR``): a folder laid out as PIE-Bench (:mod:`~diffedit_lab.bench.pie`:
+``mapping_file.json`` with run-length-encoded masks, ``annotation_images/``) — the real
+PIE-Bench with a real checkpoint (``--model``), or held-out shapes-world edits exported by
+``python -m diffedit_lab.toy.export_bench DIR`` (the same rows as the direct run). Every row also
+has PIE-Bench's figures on the unedited region (PSNR, MSE, SSIM: ``psnr_unedited``,
+``mse_unedited``, ``ssim_unedited``) and the mask's precision and recall; on real images the
+pixel checker cannot run, so edit success and untouched kept are NaN. LPIPS and CLIP score are
+skipped (they need downloaded networks; ``settings.learned_metrics`` says why).
+
+**Several processes** (CPU cores, GPUs, machines): ``accelerate launch --num_processes N -m
+diffedit_lab.bench quality …`` splits the batches of edits between the processes (``accelerate``'s
+``PartialState().split_between_processes``), gathers their rows (``gather_object``) and the main
+process writes the report. Seeds and batches depend on the edit only: the results do not depend on
+``N``. On a shared 2-core CPU give each process one torch thread (``OMP_NUM_THREADS=1``): two torch
+threads in one process spin against other work and run ~17× slower (measured).
 
 Full run (100 edits, 10 DDIM steps, 63 100 UNet rows with the embedded model's settings):
-754 s (12.6 minutes) wall with 2 worker processes on the project's 2-core CPU, nothing else running
-(1 121 s in a later run with a `toy.quality` job sharing the cores).
+905 s (15.1 minutes) wall with ``accelerate launch --multi_gpu --num_processes 2`` (one torch thread
+each, ``--batch 25``: two batches per process) on the project's 2-core CPU shared with other work;
+754 s alone and 1 121 s shared in earlier runs with the worker pool it replaced (same figures within
+0.01 standard errors).
 
 Writes ``results.json`` (every figure, with standard errors, per kind of edit, the settings and
 the checks), ``table.md`` (the README's table), ``tradeoff.png``/``ablations.png`` and
@@ -52,7 +77,6 @@ rows, one latent through the UNet each) and a table.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +111,7 @@ from .quality_run import (  # noqa: F401
     QUICK,
     RATIOS,
     SDEDIT_SEED_OFFSET,
+    SUCCESSORS,
     THRESHOLDS,
     Job,
     Plan,
@@ -94,7 +119,7 @@ from .quality_run import (  # noqa: F401
     QualityRun,
     Settings,
     _diffusers_prefix_ok,
-    _weighted,
+    _row_order,
     ablation_variants,
     decode_all,
     edit_masks,
@@ -106,6 +131,8 @@ from .quality_run import (  # noqa: F401
     resolve,
     rows_per_step,
     run,
+    score_image,
+    successor_rows,
 )
 
 
@@ -119,10 +146,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="model folder (default: the embedded toy model)")
     p.add_argument("--seed", type=int, default=BENCH_SEED, help="first held-out seed")
     p.add_argument("--batch", type=int, default=32, help="edits per UNet call")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (with --workers 1)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes of one torch thread each, robust on a busy machine where torch's threads spin "
-                        "(default: 2 on a CPU with 2+ cores, else 1; --quick: 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--no-successors", action="store_true",
+                   help="leave out DiffEdit's successors (cross-attention, intersection, LEDITS++)")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="a folder laid out as PIE-Bench (mapping_file.json, annotation_images/): its edits instead "
+                        "of the shapes world's (--edits N: the first N)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -131,25 +160,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings_from(a: argparse.Namespace) -> Settings:
     s = replace(Settings(), **QUICK) if a.quick else Settings()
     given = dict(edits=a.edits, steps=a.steps, ratios=tuple(a.ratios) if a.ratios else None)
-    s = replace(s, seed=a.seed, batch=a.batch, **{k: v for k, v in given.items() if v is not None})
+    s = replace(s, seed=a.seed, batch=a.batch, successors=not a.no_successors,
+                **{k: v for k, v in given.items() if v is not None})
     if s.ablation_r not in s.ratios and a.ratios:
         s = replace(s, ablation_r=max(s.ratios))
     return s
 
 
+def process_state():
+    """accelerate's ``PartialState`` of this process (one process without ``accelerate launch``).
+    Processes on a machine without CUDA (or with ``ACCELERATE_USE_CPU``) join with gloo on the CPU:
+    ``PartialState`` needs ``cpu=True`` for that, which ``accelerate launch`` does not pass on."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
 def main(argv: list[str] | None = None) -> int:
     from .. import load_components
+    from .pie import read_dataset
 
     a = parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.edits is not None and a.edits < 1:
+        raise SystemExit(f"error: --edits must be at least 1, got {a.edits}.")
+    items = None
+    if a.dataset is not None:
+        try:
+            items = read_dataset(a.dataset)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"error: {err}") from None
+        if a.edits is not None:
+            items = items[:a.edits]
+        a.edits = len(items)
     s = settings_from(a)
-    c = load_components(a.model, device=a.device)
-    if a.workers is None:
-        a.workers = 1 if a.quick or c.device.type != "cpu" else max(1, min(2, os.cpu_count() or 1))
-    print(f"model {a.model or 'embedded toy model'}: {s.edits} edits, r ∈ {list(s.ratios)}, {s.steps} DDIM steps, "
-          + (f"{a.workers} worker processes" if a.workers > 1 else f"{torch.get_num_threads()} thread(s)"), flush=True)
-    out = run(c, s, model_dir=a.model, progress=not a.no_progress, workers=a.workers)
+    state = process_state()
+    device = a.device  # several processes: each its own GPU (cuda:0, cuda:1, …) or the CPU
+    if device is None and state.num_processes > 1:
+        device = "cpu" if state.device.type == "cpu" else str(state.device)
+    c = load_components(a.model, device=device)
+    if state.is_main_process:
+        print(f"model {a.model or 'embedded toy model'}: {s.edits} edits"
+              + (f" from {a.dataset}" if a.dataset else "") + f", r ∈ {list(s.ratios)}, {s.steps} DDIM steps, "
+              f"{state.num_processes} process(es) of {torch.get_num_threads()} thread(s)", flush=True)
+    out = run(c, s, model_dir=a.model, progress=not a.no_progress, items=items,
+              dataset=str(a.dataset) if a.dataset else None)
+    if not state.is_main_process:
+        return 0
     results = out["report"]
     paths = write(a.out, results, out["rows"])
     print(format_results_table(results))

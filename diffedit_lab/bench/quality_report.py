@@ -11,14 +11,19 @@ import numpy as np
 
 from ..toy.quality import format_value, mean_of
 
-METHODS = ("diffedit", "sdedit", "encode_decode", "oracle", "diffusers")
+METHODS = ("diffedit", "sdedit", "encode_decode", "oracle", "diffusers", "cross_attention", "intersection",
+           "ledits_pp", "ledits_pp_own")
 REFERENCES = ("caption", "empty")
 ENCODINGS = ("empty, w=1", "caption, w=1", "caption, w=7.5")  # inversion prompt, guidance
-METRICS = ("edit_success", "untouched_kept", "background_psnr", "background_ssim", "mask_iou")
+METRICS = ("edit_success", "untouched_kept", "background_psnr", "background_ssim", "mask_iou",
+           "mask_precision", "mask_recall", "psnr_unedited", "mse_unedited", "ssim_unedited")
+"""Every row's figures; the first four are also the ceilings'. The last three are PIE-Bench's (the
+unedited region, :mod:`~diffedit_lab.bench.pie`)."""
 RATES = ("edit_success", "untouched_kept")
 LABELS = dict(
     diffedit="DiffEdit", sdedit="SDEdit", encode_decode="encode–decode", oracle="oracle (true mask)",
-    diffusers="diffusers pipeline",
+    diffusers="diffusers pipeline", cross_attention="cross-attention mask", intersection="DiffEdit ∩ attention",
+    ledits_pp="LEDITS++ mask", ledits_pp_own="LEDITS++ (its own edit)",
 )
 
 
@@ -26,8 +31,10 @@ def summarize(rows: list[dict]) -> dict:
     """Mean of each metric over ``rows`` (NaNs ignored), its standard error and the count.
 
     Rates (0/1): ``se = √(p(1 − p)/m)``; other figures: ``se = std/√m`` (sample std, ddof 1);
-    ``m`` the number of finite values. PSNR is already capped (``score_edit``)."""
+    ``m`` the number of finite values. PSNR is already capped (``score_edit``). A figure missing
+    from the rows (rows of an older run) counts as NaN."""
     out: dict = {"count": len(rows)}
+    rows = [{k: r.get(k, math.nan) for k in METRICS} for r in rows]  # a figure a row lacks: NaN
     for k in METRICS:
         values = np.array([r[k] for r in rows], np.float64)
         finite = values[np.isfinite(values)]
@@ -172,7 +179,7 @@ def tradeoff_figure(results: dict, *, metrics: tuple[str, ...]=("background_psnr
 
     fig = Figure(figsize=(5.2 * len(metrics), 4.2), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    markers = dict(zip(METHODS, "osD^v"))
+    markers = dict(zip(METHODS, "osD^vPX*p"))
     for ax, metric in zip(axes, metrics):
         for method, pts in tradeoff_points(results, x=metric).items():
             if not pts:

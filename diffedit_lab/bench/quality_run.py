@@ -24,11 +24,15 @@ from ..metrics import upsample_mask
 from ..models import Components, fresh_schedulers
 from ..settings import EditSettings
 from ..sampling import denoising_timesteps, inversion_timesteps, strength_steps
-from ..toy.quality import mean_of, held_out_edits, score_edit, vae_ceiling
-from ..toy.world import Edit
+from ..toy.quality import mean_of, held_out_edits, score_edit
+from . import pie
 from .quality_report import ENCODINGS, METHODS, METRICS, REFERENCES, report, rkey
 
-MASK_METHODS = ("diffedit", "oracle", "diffusers")
+MASK_METHODS = ("diffedit", "oracle", "diffusers", "cross_attention", "intersection", "ledits_pp", "ledits_pp_own")
+SUCCESSORS = ("cross_attention", "intersection", "ledits_pp", "ledits_pp_own")
+"""DiffEdit's successors (:mod:`diffedit_lab.methods`, issue 14), one row each per edit at
+``ablation_r``: the three masks decoded with DiffEdit's decoding, and LEDITS++'s own edit scored
+with its mask (:func:`successor_rows`)."""
 RATIOS = (0.3, 0.5, 0.7, 0.8, 0.9)
 N_DRAWS = (1, 2, 5, 10, 20)
 THRESHOLDS = (0.25, 0.5, 0.75)
@@ -54,8 +58,9 @@ class QualityRun:
     guided_inversion: float = 7.5  # w of the ablation's guided encoding, and diffusers' invert default
     oracle_cover: float = 0.0
     batch: int = 32
-    first: int = 0  # the first edit (a worker's slice)
+    first: int = 0  # the first edit (a process's share)
     dilate: int = 2
+    successors: bool = True  # DiffEdit's successors' rows (SUCCESSORS) at ablation_r
     edit: EditSettings | None = None  # set by resolve()
 
     def _edit(self) -> EditSettings:
@@ -243,33 +248,62 @@ def ablation_variants(s: QualityRun) -> list[tuple]:
     return out
 
 
-def run(c: Components, s: QualityRun, *, model_dir: str | Path | None=None, progress: bool = True, workers: int = 1) -> dict:
+def run(c: Components, s: QualityRun, *, model_dir: str | Path | None=None, progress: bool = True,
+        items: list | None = None, dataset: str | None = None) -> dict:
     """Run the benchmark: ``{"report": results.json content (see :func:`report`), "rows": every
-    scored output}``. ``workers > 1``: the edits are split between that many processes of one
-    torch thread each (``model_dir``/``c.device`` say what they load)."""
+    scored output}`` — on every process of an ``accelerate launch`` (one process otherwise).
+
+    ``items``: the edits (``pie.read_dataset``; default: the shapes world's held-out edits).
+    The edits are cut into batches of ``s.batch`` and the batches split between the processes
+    (``PartialState().split_between_processes``); each process runs :func:`_run_part` on its
+    contiguous share, the parts are gathered (``gather_object``) and merged in a canonical
+    order. Seeds and batches depend on the edit's index only, so the report does not depend on
+    the number of processes (its ``timing`` aside)."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
     t_start = time.perf_counter()
+    state = PartialState()
     s = resolve(c, s)
-    guidance = s.guidance
-    bar = Progress(plan_rows(s, guidance), progress)
-    if workers <= 1:
-        parts = [_run_part(c, s, bar)]
-    else:
-        parts = _run_parallel(model_dir, str(c.device), s, workers, bar)
-    bar.close()
-    rows = [row for part in parts for row in part["rows"]]
-    counts = [part["count"] for part in parts]
-    ceilings = {key: _weighted([p["ceilings"][key] for p in parts], counts) for key in parts[0]["ceilings"]}
+    if items is not None and len(items) < s.first + s.edits:
+        raise ValueError(f"the dataset has {len(items)} edits; asked for {s.first + s.edits}.")
+    starts = list(range(s.first, s.first + s.edits, s.batch))
+    with state.split_between_processes(starts) as mine:
+        mine = list(mine)
+    part = None
+    if mine:
+        stop = min(mine[-1] + s.batch, s.first + s.edits)
+        share = replace(s, first=mine[0], edits=stop - mine[0])
+        bar = Progress(plan_rows(share, s.guidance), progress and state.is_main_process)
+        part = _run_part(c, share, bar, items)
+        bar.close()
+    parts = [p for p in gather_object([part]) if p is not None]
+    rows = sorted((row for p in parts for row in p["rows"]), key=_row_order)
+    per_edit = [e for p in parts for e in p["ceilings"]]
+    ceilings = dict(
+        input_unchanged={k: mean_of([e["input_unchanged"] for e in per_edit], k) for k in METRICS[:4]},
+        true_target={k: mean_of([e["true_target"] for e in per_edit], k) for k in METRICS[:4]},
+        vae_psnr=float(np.mean([e["vae_psnr"] for e in per_edit])),
+    )
     checks = {key: {r: all(p["checks"][key][r] for p in parts) for r in parts[0]["checks"][key]}
               for key in parts[0]["checks"]}
-    timing = dict(total_s=time.perf_counter() - t_start, workers=[p["timing"] for p in parts])
+    timing = dict(total_s=time.perf_counter() - t_start, processes=state.num_processes,
+                  parts=[p["timing"] for p in parts])
     settings = dict(s.record(), model=c.name, model_defaults=c.defaults, device=str(c.device),
-                    workers=max(1, workers), threads=torch.get_num_threads() if workers <= 1 else 1,
-                    unet_rows=bar.rows, model_dir=str(model_dir) if model_dir else None,
-                    model_training=_training_info(model_dir),
+                    threads=torch.get_num_threads(), unet_rows=sum(p["unet_rows"] for p in parts),
+                    model_dir=str(model_dir) if model_dir else None, dataset=dataset,
+                    learned_metrics=pie.learned_metrics(), model_training=_training_info(model_dir),
                     diffusers=dict(generate_mask="one image per call, guidance as decoding, n, κ, mask strength as ours",
                                    invert=f"prompt = source caption, guidance {s.guided_inversion} (its default)",
                                    call="prompt = target caption, no negative prompt, guidance as ours"))
     return dict(report=report(rows, settings, ceilings, checks, timing), rows=rows)
+
+
+def _row_order(row: dict) -> tuple:
+    """A canonical order of the rows (method, r, variant, edit): the same for any split."""
+    variant = "" if row["variant"] is None else json.dumps(row["variant"])
+    return (METHODS.index(row["method"]) if row["method"] in METHODS else len(METHODS), row["method"], row["r"],
+            variant, row["edit"])
 
 
 def resolve(c: Components, s: QualityRun) -> QualityRun:
@@ -281,55 +315,10 @@ def resolve(c: Components, s: QualityRun) -> QualityRun:
                    edit=edit)
 
 
-def _weighted(values: list, counts: list[int]):
-    """Means of parts (numbers, or dicts of numbers) → the mean over all, weighted by the counts."""
-    if isinstance(values[0], dict):
-        return {k: _weighted([v[k] for v in values], counts) for k in values[0]}
-    return float(np.average(values, weights=counts))
-
-
-def _run_parallel(model_dir, device: str, s: QualityRun, workers: int, bar: "Progress") -> list[dict]:
-    """:func:`_run_part` on ``workers`` contiguous slices of the edits, one process (one torch
-    thread) each; their UNet rows feed ``bar`` through a shared counter."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = mp.get_context("spawn")
-    counter = ctx.Value("q", 0)
-    bounds = np.linspace(0, s.edits, workers + 1).round().astype(int)
-    slices = [replace(s, first=s.first + int(a), edits=int(b - a)) for a, b in zip(bounds, bounds[1:]) if b > a]
-    with ProcessPoolExecutor(len(slices), mp_context=ctx, initializer=_init_worker, initargs=(counter,)) as pool:
-        futures = [pool.submit(_worker, model_dir, device, part) for part in slices]
-        while not all(f.done() for f in futures):
-            time.sleep(0.5)
-            bar(counter.value - bar.rows)
-        bar(counter.value - bar.rows)
-        return [f.result() for f in futures]
-
-
-_COUNTER = None
-
-
-def _init_worker(counter) -> None:
-    global _COUNTER
-    _COUNTER = counter
-    torch.set_num_threads(1)
-
-
-def _count(rows: int) -> None:
-    with _COUNTER.get_lock():
-        _COUNTER.value += rows
-
-
-def _worker(model_dir, device: str, s: QualityRun) -> dict:
-    from .. import load_components
-
-    return _run_part(load_components(model_dir, device=device), s, _count)
-
-
-def _run_part(c, s: QualityRun, tick) -> dict:
-    """The benchmark on edits ``first … first + edits − 1``: their scored rows, ceilings, checks
-    and stage timings. ``tick(rows)`` is told of every UNet call."""
+def _run_part(c, s: QualityRun, tick, items: list | None = None) -> dict:
+    """The benchmark on edits ``first … first + edits − 1`` (of ``items``, default the held-out
+    shapes-world edits): their scored rows, per-edit ceilings, checks, UNet rows and stage
+    timings. ``tick(rows)`` is told of every UNet call."""
     from PIL import Image
 
     from ..baselines import diffusers_decode, diffusers_pipeline, diffusers_prepare, latent_region
@@ -338,10 +327,17 @@ def _run_part(c, s: QualityRun, tick) -> dict:
     guidance = s.guidance
     ratios = s.ratios
     r_max = max(ratios + (s.ablation_r,))
-    edits = held_out_edits(s.first + s.edits, s.seed)[s.first:]
+    if items is None:
+        edits = held_out_edits(s.first + s.edits, s.seed)[s.first:]
+    else:
+        edits = list(items[s.first:s.first + s.edits])
     seeds = [s.seed + s.first + i for i in range(s.edits)]
     timing: dict[str, float] = {}
-    bar = tick
+    unet_rows = [0]
+
+    def bar(rows: int) -> None:
+        unet_rows[0] += rows
+        tick(rows)
 
     # inputs: latents, embeddings (one per distinct text), true regions
     t0 = time.perf_counter()
@@ -469,6 +465,12 @@ def _run_part(c, s: QualityRun, tick) -> dict:
         ])
     timing["diffusers_s"] = time.perf_counter() - t0
 
+    # DiffEdit's successors, one edit at a time (their own encodings; UNet rows not counted)
+    t0 = time.perf_counter()
+    successor = [row for i, e in enumerate(edits) for row in successor_rows(c, e, s.first + i, seeds[i], s)] \
+        if s.successors else []
+    timing["successors_s"] = time.perf_counter() - t0
+
     # decode and score everything
     t0 = time.perf_counter()
     z = torch.cat(latents)
@@ -481,6 +483,7 @@ def _run_part(c, s: QualityRun, tick) -> dict:
     for r in ratios:
         for i, (out, m) in enumerate(zip(d_images[r], d_masks)):
             rows.append(_row(Job("diffusers", r), edits[i], s.first + i, out, m))
+    rows += successor
     ceilings = _ceilings(c, edits, s)
     timing["scoring_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - t_start
@@ -488,7 +491,7 @@ def _run_part(c, s: QualityRun, tick) -> dict:
         shared_encoding={rkey(r): bool(v) for r, v in shared.items()},
         diffusers_shared_invert={rkey(r): bool(v) for r, v in d_shared.items()},
     )
-    return dict(rows=rows, ceilings=ceilings, checks=checks, timing=timing, count=len(edits))
+    return dict(rows=rows, ceilings=ceilings, checks=checks, timing=timing, count=len(edits), unet_rows=unet_rows[0])
 
 
 def _diffusers_prefix_ok(pipe, steps: int, strength: float, largest: float) -> bool:
@@ -499,25 +502,84 @@ def _diffusers_prefix_ok(pipe, steps: int, strength: float, largest: float) -> b
     return len(small) <= len(big) and torch.equal(big[: len(small)], small)
 
 
-def _row(job: Job, e: Edit, index: int, output: np.ndarray, latent_mask) -> dict:
-    """One scored output (``score_edit`` of toy/quality.py; no mask: IoU is NaN)."""
-    row = score_edit(e, output, latent_mask if latent_mask is not None else e.mask)
-    if latent_mask is None:
+def _row(job: Job, e, index: int, output: np.ndarray, mask) -> dict:
+    """One scored output. A shapes-world edit: ``score_edit`` of toy/quality.py (no mask: IoU is
+    NaN); a PIE-Bench edit (no checker): success and untouched NaN, the same background figures.
+    Both: PIE-Bench's PSNR/MSE/SSIM on the unedited region, and the mask's precision and recall
+    (at image resolution; a latent mask's cells become blocks) when the method has a mask."""
+    row = score_image(e, output, mask if mask is not None else e.mask)
+    if mask is None:
         row["mask_iou"] = float("nan")
+        row["mask_precision"] = row["mask_recall"] = float("nan")
+    else:
+        fine = upsample_mask(np.asarray(mask, np.float32)[None], e.mask.shape)[0]
+        row["mask_precision"], row["mask_recall"] = pie.precision_recall(fine, e.mask)
+    row.update(pie.unedited_metrics(e.scene.image, output, e.mask))
     variant = None if job.variant is None else list(job.variant)
     return dict(row, method=job.method, r=job.r, variant=variant, edit=index, kind=e.kind)
 
 
-def _ceilings(c, edits: list[Edit], s: QualityRun) -> dict:
-    """What the measures give without any model: the input itself (nothing edited), the true
-    target image (a perfect edit: the checker's own success rate), and the VAE round trip."""
-    unchanged = [score_edit(e, e.scene.image, e.mask) for e in edits]
-    truth = [score_edit(e, e.target_scene.image, e.mask) for e in edits]
-    return dict(
-        input_unchanged={k: mean_of(unchanged, k) for k in METRICS[:4]},
-        true_target={k: mean_of(truth, k) for k in METRICS[:4]},
-        vae_psnr=vae_ceiling(c, edits),
-    )
+def successor_rows(c, e, index: int, seed: int, s: QualityRun) -> list[dict]:
+    """The :data:`SUCCESSORS`' rows of one edit at ``r = s.ablation_r`` (:func:`~diffedit_lab.methods.run_methods`
+    with the run's DiffEdit settings and ``seed``, as ``toy.successors.score_edit`` runs them):
+    each mask scored at image resolution, each image as every other output. LEDITS++'s concepts:
+    the new object's name added, the old one's removed (shapes world); on a PIE-Bench edit its
+    default (the changed words)."""
+    from PIL import Image
+
+    from ..methods import run_methods
+
+    ledits = None
+    if hasattr(e, "target_scene"):
+        old, new = e.scene.objects[e.index], e.target_scene.objects[e.index]
+        ledits = dict(concepts=[new.name, old.name], reverse=[False, True])
+    res = run_methods(c, Image.fromarray(e.scene.image), e.source, e.target,
+                      methods=("cross_attention", "intersection", "ledits_pp"), seed=seed, ledits=ledits,
+                      settings=s.edit, encoding_ratio=s.ablation_r)
+    rows = []
+    for name in SUCCESSORS:
+        r = res["ledits_pp" if name == "ledits_pp_own" else name]
+        image = r.image if name == "ledits_pp_own" else r.masked_images[0]
+        out = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+        rows.append(_row(Job(name, s.ablation_r), e, index, out, r.mask_image[0].cpu().numpy()))
+    return rows
+
+
+def score_image(e, output: np.ndarray, mask) -> dict[str, float]:
+    """``score_edit`` for a shapes-world edit; for a PIE-Bench edit the same figures without the
+    pixel checker (edit success and untouched kept NaN)."""
+    if hasattr(e, "target_scene"):
+        return score_edit(e, output, mask)
+    from ..metrics import background_psnr, background_ssim, mask_iou
+    from ..toy.quality import PSNR_CAP
+
+    return dict(mask_iou=float(mask_iou(mask, e.mask)),
+                background_psnr=min(float(background_psnr(e.scene.image, output, e.mask, dilate=2)), PSNR_CAP),
+                background_ssim=float(background_ssim(e.scene.image, output, e.mask, dilate=2)),
+                edit_success=float("nan"), untouched_kept=float("nan"))
+
+
+def _ceilings(c, edits: list, s: QualityRun) -> list[dict]:
+    """Per edit, what the measures give without any model: the input itself (nothing edited), the
+    true target image (a perfect edit: the checker's own success rate; NaN for PIE-Bench, which
+    has no target image), and the VAE round trip's background PSNR (encoded in batches of
+    ``s.batch``, as the edits). Averaged over all edits by :func:`run`."""
+    from ..latents import decode, encode
+    from ..metrics import background_psnr
+    from ..toy.quality import PSNR_CAP
+
+    nan = {k: float("nan") for k in METRICS[:4]}
+    out = []
+    for i in range(0, len(edits), s.batch):
+        chunk = edits[i:i + s.batch]
+        images = np.stack([e.scene.image for e in chunk])
+        recon = np.round(decode(c, encode(c, list(images)), output_type="np") * 255).astype(np.uint8)
+        vae = np.minimum(background_psnr(images, recon, np.stack([e.mask for e in chunk]), dilate=2), PSNR_CAP)
+        for e, v in zip(chunk, np.atleast_1d(vae)):
+            out.append(dict(input_unchanged=score_image(e, e.scene.image, e.mask),
+                            true_target=score_image(e, e.target_scene.image, e.mask) if hasattr(e, "target_scene") else nan,
+                            vae_psnr=float(v)))
+    return out
 
 
 def _training_info(model_dir) -> dict:

@@ -1,0 +1,217 @@
+"""PIE-Bench's format (Ju et al. 2023, "Direct Inversion", cure-lab/PnPInversion): its
+``mapping_file.json``, its run-length-encoded masks, and its metrics on the unedited region.
+
+A folder ``DIR`` laid out as PIE-Bench is::
+
+    DIR/mapping_file.json            id → {image_path, original_prompt, editing_prompt,
+                                           editing_type_id, mask, …}
+    DIR/annotation_images/<image_path>
+
+``editing_prompt`` has the changed words in ``[...]``; ``mask`` is a flat list
+``[start₀, length₀, start₁, length₁, …]`` of runs of ones over the row-major flattened image
+(PIE-Bench's ``evaluation/evaluate.py``, ``mask_decode``: each run sets
+``flat[start : start + length] = 1``, clipped at the end). Their decoder then sets the four
+border rows/columns to 1 "to avoid annotation errors in boundary" (``border=True`` here, the
+default for a real PIE-Bench mapping file); our own export (``toy/export_bench.py``) records
+``"mask_border": false`` so that its masks decode exactly.
+
+Metrics (their ``evaluation/matrics_calculator.py``), images in [0, 1], both multiplied by the
+unedited region ``U = 1 − mask`` and then compared over the *whole* image:
+``MSE = mean((U·x − U·y)²)``, ``PSNR = 10 log₁₀(1 / MSE)`` (capped at 100 dB as elsewhere in the
+bench), ``SSIM`` the Gaussian SSIM (σ = 1.5, 11 taps; :func:`~diffedit_lab.metrics.ssim_map`,
+windows renormalised at the border where torchmetrics crops it — torchmetrics is not a
+dependency). LPIPS and CLIP score need downloaded networks: :func:`learned_metrics` says
+whether they can run here (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+PSNR_CAP = 100.0
+EDIT_TYPES = {
+    "0": "random", "1": "change object", "2": "add object", "3": "delete object",
+    "4": "change attribute (content)", "5": "change attribute (pose)", "6": "change attribute (color)",
+    "7": "change attribute (material)", "8": "change background", "9": "change style",
+}
+"""PIE-Bench's ``editing_type_id`` → edit type (their paper's ten categories)."""
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def mask_encode(mask) -> list[int]:
+    """PIE-Bench's run-length encoding of a 2-D binary mask: ``[start, length, …]`` of the runs
+    of ones of the row-major flattened mask (at the mask's own size)."""
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}.")
+    flat = np.concatenate([[0], m.reshape(-1).astype(bool).astype(np.int8), [0]])
+    d = np.diff(flat)
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    return [int(v) for pair in zip(starts, ends - starts) for v in pair]
+
+
+def mask_decode(encoded, shape=(512, 512), *, border: bool = True) -> np.ndarray:
+    """The binary mask (H, W) bool of PIE-Bench's encoding, as their ``mask_decode`` makes it
+    (runs clipped at the end; ``border``: the outer rows and columns set, as they do)."""
+    h, w = int(shape[0]), int(shape[1])
+    enc = list(encoded)
+    if len(enc) % 2:
+        raise ValueError(f"a PIE-Bench mask is pairs [start, length, …]; got an odd count ({len(enc)}).")
+    flat = np.zeros(h * w, bool)
+    for start, length in zip(enc[::2], enc[1::2]):
+        if start < 0 or length < 0 or start >= h * w:
+            raise ValueError(f"mask run ({start}, {length}) is outside a {h}×{w} image.")
+        flat[start:start + length] = True
+    m = flat.reshape(h, w)
+    if border:
+        m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = True
+    return m
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def bracket_changes(source: str, target: str) -> tuple[str, str]:
+    """``(original_prompt, editing_prompt)`` with the words that differ in ``[...]`` (PIE-Bench's
+    convention), by a word-level diff: ``"a red circle", "a blue circle"`` →
+    ``("a [red] circle", "a [blue] circle")``."""
+    a, b = source.split(), target.split()
+    out_a, out_b = [], []
+    for op, i0, i1, j0, j1 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out_a += a[i0:i1]
+            out_b += b[j0:j1]
+            continue
+        if i1 > i0:
+            out_a.append("[" + " ".join(a[i0:i1]) + "]")
+        if j1 > j0:
+            out_b.append("[" + " ".join(b[j0:j1]) + "]")
+    return " ".join(out_a), " ".join(out_b)
+
+
+def plain(prompt: str) -> str:
+    """A PIE-Bench prompt without its brackets (as their evaluation reads it)."""
+    return prompt.replace("[", "").replace("]", "")
+
+
+# --------------------------------------------------------------------------- the folder
+
+
+@dataclass
+class DatasetEdit:
+    """One edit read from a PIE-Bench folder. ``scene.image``/``mask``/``source``/``target``/
+    ``kind`` as the shapes world's :class:`~diffedit_lab.toy.world.Edit` has them (the bench
+    reads both); ``edit``: the shapes-world edit itself when the file says which (then the
+    pixel checker scores success), else None."""
+
+    id: str
+    scene: SimpleNamespace  # .image: (H, W, 3) uint8
+    source: str
+    target: str
+    mask: np.ndarray  # (H, W) bool, the edited region
+    kind: str
+    edit: object = None
+
+
+def read_dataset(folder: str | Path) -> list:
+    """The edits of a PIE-Bench folder, in the mapping file's order. An entry with a
+    ``shapes_world`` key (written by ``toy/export_bench.py``) is returned as the shapes world's
+    own :class:`~diffedit_lab.toy.world.Edit`, rebuilt from its seed and checked against the
+    file's image and mask (so the pixel checker can score it); any other as a
+    :class:`DatasetEdit`."""
+    from PIL import Image
+
+    folder = Path(folder)
+    mapping = folder / "mapping_file.json"
+    if not mapping.is_file():
+        raise FileNotFoundError(f"{mapping} not found: --dataset takes a folder laid out as PIE-Bench "
+                                "(mapping_file.json and annotation_images/); make one with "
+                                "`python -m diffedit_lab.toy.export_bench DIR`.")
+    entries = json.loads(mapping.read_text())
+    if not isinstance(entries, dict) or not entries:
+        raise ValueError(f"{mapping} must map ids to edits (a non-empty JSON object).")
+    out = []
+    for key, item in entries.items():
+        missing = {"image_path", "original_prompt", "editing_prompt", "editing_type_id", "mask"} - set(item)
+        if missing:
+            raise ValueError(f"{mapping}: entry {key!r} lacks {sorted(missing)}.")
+        path = next((p for p in (folder / "annotation_images" / item["image_path"], folder / item["image_path"])
+                     if p.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"{mapping}: entry {key!r}: image {item['image_path']!r} not found under "
+                                    f"{folder / 'annotation_images'} or {folder}.")
+        image = np.asarray(Image.open(path).convert("RGB"))
+        mask = mask_decode(item["mask"], image.shape[:2], border=bool(item.get("mask_border", True)))
+        source, target = plain(item["original_prompt"]), plain(item["editing_prompt"])
+        kind = EDIT_TYPES.get(str(item["editing_type_id"]), str(item["editing_type_id"]))
+        toy = item.get("shapes_world")
+        if toy is not None:
+            from ..toy.world import make_edit
+
+            e = make_edit(int(toy["seed"]), toy["kind"])
+            if not (np.array_equal(e.scene.image, image) and np.array_equal(e.mask, mask)
+                    and (e.source, e.target) == (source, target)):
+                raise ValueError(f"{mapping}: entry {key!r} says it is shapes-world edit {toy}, but its image, "
+                                 "mask or prompts differ from that edit's; re-export the folder.")
+            out.append(e)
+        else:
+            out.append(DatasetEdit(str(key), SimpleNamespace(image=image), source, target, mask, kind))
+    sizes = {e.scene.image.shape for e in out}
+    if len(sizes) > 1:
+        raise ValueError(f"{mapping}: the images differ in size ({sorted(sizes)}); the bench batches edits of "
+                         "one size — resize them first (PIE-Bench's are all 512×512).")
+    return out
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def unedited_metrics(source, output, mask) -> dict[str, float]:
+    """PIE-Bench's PSNR, MSE and SSIM on the unedited region (module docstring): both images
+    (H, W, 3) uint8 multiplied by ``1 − mask``, compared over the whole image."""
+    from ..metrics import ssim_map
+
+    keep = 1.0 - np.asarray(mask, np.float64)[..., None]
+    x = np.asarray(source, np.float64) / 255 * keep
+    y = np.asarray(output, np.float64) / 255 * keep
+    mse = float(np.mean((x - y) ** 2))
+    psnr = PSNR_CAP if mse == 0 else min(PSNR_CAP, float(10 * np.log10(1.0 / mse)))
+    ssim = float(ssim_map(x[None], y[None], np.ones(x.shape[:2], bool)[None]).mean())
+    return dict(psnr_unedited=psnr, mse_unedited=mse, ssim_unedited=ssim)
+
+
+def precision_recall(pred, true) -> tuple[float, float]:
+    """``(|P ∩ T| / |P|, |P ∩ T| / |T|)``; NaN for an empty P (or T)."""
+    from ..toy.successors import precision_recall as pr
+
+    return pr(pred, true)
+
+
+def learned_metrics() -> dict[str, str]:
+    """LPIPS and CLIP score: why each is skipped here (they need networks that PIE-Bench's code
+    downloads — torchmetrics' LPIPS (SqueezeNet) and ``openai/clip-vit-large-patch14``; this bench
+    never downloads). Empty when both could run (not the case on this project's machines)."""
+    import importlib.util
+
+    out = {}
+    if importlib.util.find_spec("torchmetrics") is None and importlib.util.find_spec("lpips") is None:
+        out["lpips"] = "skipped: neither torchmetrics nor lpips is installed (and their weights are downloaded)"
+    else:
+        out["lpips"] = "skipped: the bench does not load LPIPS weights (they would be downloaded)"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache("openai/clip-vit-large-patch14", "config.json"), str)
+    except Exception:  # noqa: BLE001 — no hub library or no cache: not available
+        cached = False
+    out["clip_score"] = ("skipped: openai/clip-vit-large-patch14 is cached but CLIP score is not implemented yet"
+                         if cached else "skipped: openai/clip-vit-large-patch14 is not in the local Hugging Face cache")
+    return out
