@@ -59,7 +59,7 @@ def latent_region(c: Components, region, *, cover: float = 0.0) -> torch.Tensor:
     return (fraction > cover).float().to(c.device)
 
 
-def oracle(c: Components, inversion: Inversion, region, prompt, *, guidance: float = 7.5, cover: float = 0.0,
+def oracle(c: Components, inversion: Inversion, region, prompt, *, guidance: float | None = None, cover: float = 0.0,
            progress: bool = True) -> DenoiseResult:
     """DiffEdit's decoding (:func:`~diffedit_lab.denoise.masked_denoise`) with the **true** edited
     ``region`` (pixels, see :func:`latent_region`) as the mask: the ceiling of a perfect mask."""
@@ -169,7 +169,7 @@ def compare(c: Components, image, source: str, target: str, region, *, strength:
     decode with DiffEdit's guidance, and both masks average ``n`` draws (None: the model's
     default). ``region``: the true edited region (pixels), for the oracle.
     """
-    res = edit(c, image, source, target, n=n, strength=strength, steps=steps, seed=seed, progress=False)
+    res = edit(c, image, source, target, n=n, encoding_ratio=strength, steps=steps, seed=seed, progress=False)
     g = res.settings["guidance"]
     latents = dict(
         diffedit=res.latents,

@@ -177,7 +177,7 @@ def _model_mask(c: Components):
 
     ex = make_edit(0, "colour")
     z0 = encode(c, ex.scene.image)
-    return noise_diff_mask(c, z0, ex.source, ex.target, n=3, strength=0.5, guidance=3.0, seed=0, progress=False)
+    return noise_diff_mask(c, z0, ex.source, ex.target, n=3, mask_noise=0.5, guidance=3.0, seed=0, progress=False)
 
 
 def check_difference(fn: Callable, *, c: Components | None = None) -> None:
@@ -334,7 +334,7 @@ def _model_inversion(c: Components):
     from .toy.world import make_edit
 
     ex = make_edit(0, "colour")
-    inv = ddim_invert(c, encode(c, ex.scene.image), "", strength=0.5, steps=10, progress=False)
+    inv = ddim_invert(c, encode(c, ex.scene.image), "", encoding_ratio=0.5, steps=10, progress=False)
     return ex, inv, encode_decode(c, inv, ex.target, guidance=3.0, progress=False)
 
 
@@ -410,7 +410,7 @@ def _model_edit(c: Components):
 
     ex = make_edit(0, "colour")
     z0 = encode(c, ex.scene.image)
-    inv = ddim_invert(c, z0, ex.source, strength=0.5, steps=10, progress=False)
+    inv = ddim_invert(c, z0, ex.source, encoding_ratio=0.5, steps=10, progress=False)
     mask = as_latent_mask(c, ex.mask.astype("float32"), z0)[:, 0]
     return ex, inv, mask
 

@@ -206,7 +206,7 @@ def test_attention_mask_depends_on_the_changed_words_not_on_noise_draws(tiny_com
     """DiffEdit's mask changes with the seed of its noise draws; the attention mask has none. Changing
     *which* word changes changes the attention mask."""
     c = tiny_components
-    inv = ddim_invert(c, tiny_image, strength=0.5, steps=4, progress=False)
+    inv = ddim_invert(c, tiny_image, encoding_ratio=0.5, steps=4, progress=False)
     green = cross_attention_mask(c, inv, SOURCE, TARGET)
     assert green.words == ["green"] and green.source_words == ["blue"]
     again = cross_attention_mask(c, inv, SOURCE, TARGET)
@@ -222,7 +222,7 @@ def test_attention_mask_depends_on_the_changed_words_not_on_noise_draws(tiny_com
 
 def test_attention_threshold_cuts_the_normalized_map(tiny_components, tiny_image):
     c = tiny_components
-    am = cross_attention_mask(c, tiny_image, SOURCE, TARGET, strength=0.5, steps=4, threshold=0.5)
+    am = cross_attention_mask(c, tiny_image, SOURCE, TARGET, encoding_ratio=0.5, steps=4, threshold=0.5)
     assert float(am.normalized.max()) == pytest.approx(1.0)
     assert torch.equal(am.mask, (am.normalized > 0.5).float())
     assert am.rethreshold(0.9).mask.sum() <= am.mask.sum() <= am.rethreshold(0.1).mask.sum()

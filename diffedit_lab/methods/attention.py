@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_count, check_prompt, check_strength, check_threshold
+from ..checks import check_prompt, check_threshold
 from ..inversion import Inversion, ddim_invert
 from ..latents import encode_prompt
 from ..models import Components
@@ -220,15 +220,16 @@ def cross_attention_mask(
     source: str,
     target: str,
     *,
-    strength: float = 0.8,
-    steps: int = 50,
+    encoding_ratio: float | None = None,
+    steps: int | None = None,
     threshold: float = ATTENTION_THRESHOLD,
     progress: bool = False,
 ) -> AttentionMask:
     """The cross-attention mask of the changed words (see the module doc).
 
     ``image_or_inversion``: an :class:`~diffedit_lab.Inversion` (its latents are used as they
-    are) or image(s)/latents, DDIM-encoded unconditionally to ``strength`` in ``steps``.
+    are) or image(s)/latents, DDIM-encoded unconditionally to ``encoding_ratio`` in ``steps``
+    (``None``: the paper's, as :func:`~diffedit_lab.ddim_invert`).
     ``threshold``: ``τ`` on the min–max scaled map.
     """
     threshold = check_threshold("threshold", threshold)
@@ -240,8 +241,7 @@ def cross_attention_mask(
     if isinstance(image_or_inversion, Inversion):
         inversion = image_or_inversion
     else:
-        steps, strength = check_count("steps", steps), check_strength("strength", strength)
-        inversion = ddim_invert(c, image_or_inversion, strength=strength, steps=steps, progress=progress)
+        inversion = ddim_invert(c, image_or_inversion, encoding_ratio=encoding_ratio, steps=steps, progress=progress)
     attention, per_layer, sizes = _record(c, inversion, target, positions, progress)
     normalized = _minmax(attention)
     source_attention = None

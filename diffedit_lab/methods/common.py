@@ -72,17 +72,18 @@ def intersect_masks(*masks: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def edit_with_mask(c: Components, inversion_or_image, mask, target, *, strength: float = 0.8, steps: int = 50,
-                   guidance: float = 7.5, progress: bool = False) -> tuple[list, torch.Tensor]:
+def edit_with_mask(c: Components, inversion_or_image, mask, target, *, encoding_ratio: float | None = None,
+                   steps: int | None = None, guidance: float | None = None,
+                   progress: bool = False) -> tuple[list, torch.Tensor]:
     """DiffEdit's decoding with a given ``mask`` (1 = edit): ``(images (PIL list), edited latents)``.
 
     ``inversion_or_image``: an :class:`~diffedit_lab.Inversion` (reused as is: its own
     ``strength``/``steps``) or image(s)/latents, then DDIM-encoded unconditionally (as the paper)
-    to ``strength`` in ``steps``. ``mask``: anything :func:`~diffedit_lab.as_latent_mask` takes.
+    to ``encoding_ratio`` in ``steps``. Settings left ``None``: the paper's (``EditSettings``). ``mask``: anything :func:`~diffedit_lab.as_latent_mask` takes.
     """
     if isinstance(inversion_or_image, Inversion):
         inversion = inversion_or_image
     else:
-        inversion = ddim_invert(c, inversion_or_image, strength=strength, steps=steps, progress=progress)
+        inversion = ddim_invert(c, inversion_or_image, encoding_ratio=encoding_ratio, steps=steps, progress=progress)
     out = masked_denoise(c, inversion, mask, target, guidance=guidance, progress=progress)
     return decode(c, out.latents), out.latents
