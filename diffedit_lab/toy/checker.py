@@ -38,7 +38,9 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .world import BACKGROUND, COLOURS, SHAPES, Edit, Obj
+from .world import BACKGROUND, Edit, Obj
+from .world import CLASSIC_COLOURS as COLOURS  # this reader knows the classic world
+from .world import CLASSIC_SHAPES as SHAPES
 
 ImageLike = Union[Image.Image, np.ndarray]
 ObjectsLike = Union[str, Sequence[Union[Obj, tuple[str, str]]]]
