@@ -118,6 +118,14 @@ def _template_area(shape: str) -> float:
 # --------------------------------------------------------------------------- reading
 
 
+def _dist(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(P, N) Euclidean distances between rows of ``x`` (P, 3) and ``ref`` (N, 3), by
+    ``‖x‖² − 2·x·r + ‖r‖²`` (one matrix product)."""
+    x, ref = x.astype(np.float32), ref.astype(np.float32)
+    d2 = (x * x).sum(1)[:, None] - 2 * x @ ref.T + (ref * ref).sum(1)[None]
+    return np.sqrt(np.maximum(d2, 0))
+
+
 def _frame(rgb: np.ndarray, w: int = 2) -> np.ndarray:
     return np.concatenate([rgb[:w].reshape(-1, 3), rgb[-w:].reshape(-1, 3),
                            rgb[w:-w, :w].reshape(-1, 3), rgb[w:-w, -w:].reshape(-1, 3)])
@@ -127,12 +135,12 @@ def read_background(rgb: np.ndarray) -> tuple[str, bool]:
     """(background, night) that explains the image's 2-px frame best: the least mean distance
     from a frame pixel to its nearest texture colour of that background (times the night gain
     by night) — nearest colours, not a mean, because a texture (bricks and mortar) has several."""
-    frame = _frame(rgb)[:, None, :]
+    frame = _frame(rgb)
     best, best_d = ("plain", False), np.inf
     for night in (False, True):
         for b in BACKGROUNDS:
             ref = background_samples(b) * (GAIN if night else 1)
-            d = float(np.sqrt(((frame - ref[None]) ** 2).sum(-1)).min(1).mean())
+            d = float(_dist(frame, ref).min(1).mean())
             if d < best_d:
                 best, best_d = (b, night), d
     return best
@@ -142,9 +150,9 @@ def classify_pixels(day_rgb: np.ndarray, background: str) -> np.ndarray:
     """Colour index per pixel (into ``COLOUR_NAMES``), −1 for background (module docstring, 2)."""
     cols, idx = colour_samples()
     bg = background_samples(background)
-    x = day_rgb.reshape(-1, 1, 3)
-    d_obj = np.sqrt(((x - cols[None]) ** 2).sum(-1))  # (P, N)
-    d_bg = np.sqrt(((x - bg[None]) ** 2).sum(-1)).min(1)
+    x = day_rgb.reshape(-1, 3)
+    d_obj = _dist(x, cols)  # (P, N)
+    d_bg = _dist(x, bg).min(1)
     j = d_obj.argmin(1)
     d = d_obj[np.arange(len(j)), j]
     classes = np.where((d < d_bg) & (d < MAX_DIST), idx[j], -1).reshape(day_rgb.shape[:2])

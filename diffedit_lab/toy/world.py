@@ -258,10 +258,10 @@ def _check_world(world: str) -> None:
 
 
 def jitter_colour(name: str, rng: np.random.Generator) -> tuple[float, float, float]:
-    """``COLOURS[name]`` with its hue moved by up to ±0.02 turns, saturation ×[0.85, 1] and
+    """``COLOURS[name]`` with its hue moved by up to ±0.012 turns, saturation ×[0.85, 1] and
     brightness ×[0.85, 1.08] (HSV)."""
     h, sat, v = colorsys.rgb_to_hsv(*(c / 255 for c in COLOURS[name]))
-    h = (h + rng.uniform(-0.02, 0.02)) % 1.0
+    h = (h + rng.uniform(-0.012, 0.012)) % 1.0
     sat = min(1.0, sat * rng.uniform(0.85, 1.0))
     v = min(1.0, v * rng.uniform(0.85, 1.08))
     return tuple(float(c * 255) for c in colorsys.hsv_to_rgb(h, sat, v))
