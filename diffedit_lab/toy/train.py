@@ -439,6 +439,11 @@ def main(argv: list[str] | None = None) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     rich = a.world == "rich"
     words, max_length = (VOCABULARY, RICH_MAX_LENGTH) if rich else (WORDS, MAX_LENGTH)
+    recorded = a.out / "words.json"  # token ids follow the word list: a resumed run must keep it
+    if recorded.exists() and json.loads(recorded.read_text()) != list(words):
+        p.error(f"{recorded} holds another word list than this world's vocabulary: the checkpoints' "
+                "token ids would not match; train into a new --out")
+    recorded.write_text(json.dumps(list(words)))
     tokenizer = build_clip_tokenizer(words, a.out / "tokenizer", model_max_length=max_length)
     if a.init_from:
         init_from(a.init_from, a.out, a.vae_steps)
