@@ -216,7 +216,7 @@ def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, 
         bar.set_postfix(l1=f"{loss.item():.4f}")
         if (step + 1) % 200 == 0 or step + 1 == steps or clock.due():
             save_state(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1, loss=loss.item())
-            log(out, phase="vae", step=step + 1, loss=loss.item())
+            log(out, "events.jsonl", phase="vae", step=step + 1, loss=loss.item())
     vae.eval()
     with torch.no_grad():
         z = torch.cat([vae.encode(to_tensor(images[i : i + 256])).latent_dist.sample(g) for i in range(0, min(2048, len(images)), 256)])
@@ -224,9 +224,10 @@ def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, 
     return vae
 
 
-def log(out: Path, **record) -> None:
-    """Append one JSON line (with the wall time) to ``out/log.jsonl``."""
-    with open(out / "log.jsonl", "a") as f:
+def log(out: Path, name: str = "log.jsonl", **record) -> None:
+    """Append one JSON line (with the wall time) to ``out/name``: UNet steps to ``log.jsonl``,
+    the run's starts and VAE checkpoints to ``events.jsonl``."""
+    with open(out / name, "a") as f:
         f.write(json.dumps({**record, "time": time.time()}) + "\n")
 
 
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.init_from:
         init_from(a.init_from, a.out, a.vae_steps)
     init = warm_start(a.warm_start, tokenizer, max_length) if a.warm_start else None
-    log(a.out, phase="start", argv=sys.argv[1:] if argv is None else argv)
+    log(a.out, "events.jsonl", phase="start", argv=sys.argv[1:] if argv is None else argv)
     name = f"scenes_{a.scenes}.npz" if not rich else f"scenes_{a.world}_{a.image_size}_{a.scenes}.npz"
     images, captions = dataset(a.scenes, a.seed, a.out / name, a.world, a.classic_fraction, a.image_size)
     vae = train_vae(images, a.out, a.vae_steps, a.vae_batch, a.seed, a.vae_crop, a.image_size, a.vae_factor,
