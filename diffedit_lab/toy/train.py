@@ -213,7 +213,7 @@ def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        bar.set_postfix(l1=f"{loss.item():.4f}")
+        bar.set_postfix(l1=f"{loss.item():.4f}", refresh=False)
         if (step + 1) % 200 == 0 or step + 1 == steps or clock.due():
             save_state(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1, loss=loss.item())
             log(out, "events.jsonl", phase="vae", step=step + 1, loss=loss.item())
@@ -305,7 +305,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
         opt.step()
         decay = min(0.999, (1 + step) / (10 + step))
         ema_update(ema_te, te, decay), ema_update(ema_unet, unet, decay)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if (step + 1) % 50 == 0:
             log(out, phase="unet", step=step + 1, loss=loss.item(), lr=opt.param_groups[0]["lr"],
                 s_per_step=(time.time() - t0) / (step + 1 - s0))
