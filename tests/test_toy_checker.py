@@ -337,3 +337,10 @@ def test_rich_check_edit(kind):
             img = render_rich(tgt.objects, texture(bg, np.random.default_rng(s)), bg, tgt.night).image
             assert check_edit(img, e)[1] is False
     assert other_changed >= 3
+
+
+def test_rich_reader_reads_classic_scenes_and_bigger_images():
+    classic = [make_scene(RICH0 + 4000 + s) for s in range(40)]
+    assert np.mean([rich_checker.check(sc.image, sc.caption).all_ok for sc in classic]) >= 0.95
+    big = [make_scene(RICH0 + 5000 + s, "rich", size=128) for s in range(15)]
+    assert np.mean([rich_checker.check(sc.image, sc.caption).all_ok for sc in big]) >= 0.9
