@@ -249,3 +249,98 @@ def test_shape_features_match_their_formulas(shape, skew, squareness):
     assert got_skew == pytest.approx(skew, abs=0.02)
     if squareness is not None:
         assert got_sq == pytest.approx(squareness, abs=0.02)
+
+
+# --------------------------------------------------------------------------- the rich world
+
+from diffedit_lab.toy import rich_checker  # noqa: E402
+from diffedit_lab.toy.world import BACKGROUNDS, KINDS, SHAPES, SIZES, render_rich, texture  # noqa: E402
+
+RICH0 = 600_000  # rich scenes not looked at while writing the reader (0–299 and 5 000–5 299 were)
+
+
+def test_rich_reader_on_clean_renders():
+    scenes = [make_scene(RICH0 + s, "rich") for s in range(150)]
+    assert np.mean([rich_checker.check(sc.image, sc.caption).all_ok for sc in scenes]) >= 0.97
+
+
+@pytest.mark.parametrize("name, bar", [("blur", 0.85), ("noise", 0.85), ("resample", 0.7)])
+def test_rich_reader_on_degraded_renders(name, bar):
+    """Soft edges, noise, and a 2× resampling (a small star is 5 px wide at 32 px: 77 % when
+    this test was written)."""
+    degrade = {"blur": lambda img, rng: np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(0.7))),
+               "noise": lambda img, rng: np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8),
+               "resample": _resample}[name]
+    scenes = [make_scene(RICH0 + 1000 + s, "rich") for s in range(60)]
+    rate = np.mean([rich_checker.check(degrade(sc.image, np.random.default_rng(i)), sc.caption).all_ok
+                    for i, sc in enumerate(scenes)])
+    assert rate >= bar
+
+
+def test_rich_reader_rejects_wrong_captions():
+    rejected = tried = read_right = 0
+    for s in range(40):
+        scene = make_scene(RICH0 + 2000 + s, "rich")
+        reading = rich_checker.read(scene.image)
+        if not rich_checker.judge(reading, scene.caption).all_ok:
+            continue  # a misreading of the true caption (≤ 3 %, test above): nothing to reject
+        read_right += 1
+        o = scene.objects[0]
+        wrong_objects = [
+            replace(o, colour=next(c for c in COLOURS if c != o.colour)),
+            replace(o, shape=next(x for x in SHAPES if x != o.shape)),
+            replace(o, size=next(x for x in SIZES if x != o.size)),
+        ]
+        from diffedit_lab.toy.world import caption
+
+        wrong = [caption((w,) + scene.objects[1:], scene.background, scene.night) for w in wrong_objects]
+        wrong.append(caption(scene.objects, next(b for b in BACKGROUNDS if b != scene.background), scene.night))
+        wrong.append(caption(scene.objects, scene.background, not scene.night))
+        wrong.append(caption(scene.objects + (Obj("cross", "green", 70, 5, 5, "small"),), scene.background, scene.night))
+        if len(scene.objects) > 1:
+            wrong.append(caption(scene.objects[1:], scene.background, scene.night))  # one missing
+        for w in wrong:
+            tried += 1
+            rejected += not rich_checker.judge(reading, w).all_ok
+    assert read_right >= 36 and rejected == tried
+
+
+def test_rich_parse_caption():
+    assert rich_checker.parse_caption("a small red star and a big blue circle on grass at night") == (
+        [("small", "red", "star"), ("big", "blue", "circle")], "grass", True)
+    assert rich_checker.parse_caption("a red circle and a blue square") == (
+        [(None, "red", "circle"), (None, "blue", "square")], "plain", False)
+    with pytest.raises(ValueError):
+        rich_checker.parse_caption("a cat on grass")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rich_check_edit(kind):
+    other_changed = 0
+    for s in range(8):
+        e = make_edit(RICH0 + 3000 + s, kind, "rich")
+        tgt = e.target_scene
+        assert check_edit(e.target_scene.image, e) == (True, True)  # a perfect edit
+        assert check_edit(e.scene.image, e) == (False, True)  # nothing edited
+        # another object changed (its colour): the untouched object is not kept
+        others = [k for k in range(len(tgt.objects)) if kind == "remove" or k != e.index]
+        if others:
+            k = others[0]
+            o = tgt.objects[k]
+            changed = replace(o, colour=next(c for c in ("blue", "yellow") if c != o.colour), rgb=None)
+            objs = tuple(changed if j == k else x for j, x in enumerate(tgt.objects))
+            img = render_rich(objs, tgt.backdrop, tgt.background, tgt.night).image
+            assert check_edit(img, e) == (True, False)
+            other_changed += 1
+        if kind not in ("background", "night"):  # the background swapped: not kept either
+            bg = next(b for b in BACKGROUNDS if b != tgt.background)
+            img = render_rich(tgt.objects, texture(bg, np.random.default_rng(s)), bg, tgt.night).image
+            assert check_edit(img, e)[1] is False
+    assert other_changed >= 3
+
+
+def test_rich_reader_reads_classic_scenes_and_bigger_images():
+    classic = [make_scene(RICH0 + 4000 + s) for s in range(40)]
+    assert np.mean([rich_checker.check(sc.image, sc.caption).all_ok for sc in classic]) >= 0.95
+    big = [make_scene(RICH0 + 5000 + s, "rich", size=128) for s in range(15)]
+    assert np.mean([rich_checker.check(sc.image, sc.caption).all_ok for sc in big]) >= 0.9

@@ -38,7 +38,9 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .world import BACKGROUND, COLOURS, SHAPES, Edit, Obj
+from .world import BACKGROUND, Edit, Obj
+from .world import CLASSIC_COLOURS as COLOURS  # this reader knows the classic world
+from .world import CLASSIC_SHAPES as SHAPES
 
 ImageLike = Union[Image.Image, np.ndarray]
 ObjectsLike = Union[str, Sequence[Union[Obj, tuple[str, str]]]]
@@ -346,11 +348,18 @@ def find_object(found: list[Detection], obj: Obj, true_mask: np.ndarray, exclude
     return best
 
 
-def check_edit(output: ImageLike, edit: Edit, min_area: int = MIN_AREA) -> tuple[bool, bool]:
+def check_edit(output: ImageLike, edit: Edit, min_area: int | None = None) -> tuple[bool, bool]:
     """``(target_ok, untouched_ok)`` for an edited image: the edited object is there in its
     new shape/colour at its place, and the other object is still there, unchanged, at its
-    place (each near the centroid of its true mask; two different detections)."""
-    found = detect(output, min_area)
+    place (each near the centroid of its true mask; two different detections).
+
+    An edit of the rich world (``edit.scene.world == "rich"``, every kind) is judged by
+    :func:`diffedit_lab.toy.rich_checker.check_edit`."""
+    if edit.scene.world == "rich":
+        from . import rich_checker
+
+        return rich_checker.check_edit(output, edit, rich_checker.MIN_AREA if min_area is None else min_area)
+    found = detect(output, MIN_AREA if min_area is None else min_area)
     i, k = edit.index, 1 - edit.index
     kept = find_object(found, edit.scene.objects[k], edit.scene.masks[k])
     exclude = set() if kept is None else {kept}

@@ -1,8 +1,18 @@
 """Train the embedded shapes-world model: a small, genuine Stable Diffusion checkpoint.
 
     python -m diffedit_lab.toy.train [--out runs/toy] [--vae-steps N] [--unet-steps N] [--quick]
+    python -m diffedit_lab.toy.train --world rich --warm-start diffedit_lab/toy/model --out runs/world13 ...
 
-Two phases, each resumable from its last checkpoint in ``--out``:
+``--world classic`` (default) trains on the classic shapes world, as the shipped model was;
+``--world rich`` on a mix of the rich world and the classic one (``--classic-fraction`` of the
+scenes are classic, so today's captions stay in the training mix), with the rich world's
+vocabulary and 24-token captions. ``--warm-start DIR`` starts every part from an exported
+model (the shipped one): the VAE and UNet as they are, the text encoder's token embeddings
+copied by token string (new words start at the mean embedding) and its position embeddings
+extended by repeating the last one.
+
+Two phases, each resumable from its last checkpoint in ``--out`` (saved every
+``--ckpt-minutes`` with the optimiser and EMA state; ``--resume`` insists on one):
 
 1. **VAE** (``AutoencoderKL``, 64×64×3 → 16×16×4): minimise
    ``‖x − D(z)‖₁ + β·KL(q(z|x) ‖ N(0, I))`` with ``z ~ q(z|x)`` and a small β, as in
@@ -24,6 +34,7 @@ import copy
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -33,40 +44,44 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diffedit_lab.toy.tokenizer import build_clip_tokenizer
-from diffedit_lab.toy.world import WORDS, make_scene
+from diffedit_lab.toy.world import VOCABULARY, WORDS, make_scene
 
-MAX_LENGTH = 16
+MAX_LENGTH = 16  # tokens, classic world ("a red circle and a blue square" is 9 with BOS/EOS)
+RICH_MAX_LENGTH = 24  # rich world: three named sizes, a background and "at night" take 21
 PACKAGE_MODEL = Path(__file__).parent / "model"
 # Settings recorded with the model: edit() uses them as its defaults for this model.
 DIFFEDIT_DEFAULTS = {"guidance": 5.0, "inversion_guidance": 1.0, "mask_strength": 0.5,
                      "n": 10, "clamp_ratio": 3.0, "threshold": 0.5, "strength": 0.8, "steps": 50}
 
 
-def vae_model():
+def vae_model(size: int = 64, factor: int = 4):
+    """``size``×``size``×3 → (size/factor)²×4; factor 4: three blocks (32, 64, 64), as shipped;
+    factor 8: four (32, 64, 64, 64), SD's factor."""
     from diffusers import AutoencoderKL
 
+    blocks = {4: (32, 64, 64), 8: (32, 64, 64, 64)}[factor]
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=size,
+        down_block_types=("DownEncoderBlock2D",) * len(blocks), up_block_types=("UpDecoderBlock2D",) * len(blocks),
+        block_out_channels=blocks, layers_per_block=1, norm_num_groups=16,
     )
 
 
-def text_model(vocab_size: int):
+def text_model(vocab_size: int, max_length: int = MAX_LENGTH):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     return CLIPTextModel(CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=128, intermediate_size=512, num_hidden_layers=3,
-        num_attention_heads=4, max_position_embeddings=MAX_LENGTH, projection_dim=128,
+        num_attention_heads=4, max_position_embeddings=max_length, projection_dim=128,
         bos_token_id=0, eos_token_id=1, pad_token_id=1,
     ))
 
 
-def unet_model():
+def unet_model(sample_size: int = 16):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
         block_out_channels=(64, 128, 128),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
@@ -80,13 +95,35 @@ def scheduler_config() -> dict:
                 steps_offset=1, prediction_type="epsilon")
 
 
-def dataset(n: int, seed: int, cache: Path) -> tuple[np.ndarray, list[str]]:
-    """``n`` rendered scenes (uint8 N×64×64×3) and captions; scene i is ``make_scene(seed + i)``."""
+def world_of(i: int, world: str, classic_fraction: float) -> str:
+    """Which world training scene ``i`` is drawn from: in the rich mix, scene i is classic when
+    ``(i · 0.618…) mod 1 < classic_fraction`` (an even, deterministic spread)."""
+    if world == "classic":
+        return "classic"
+    return "classic" if (i * 0.6180339887) % 1.0 < classic_fraction else "rich"
+
+
+def training_scene(i: int, seed: int, world: str = "classic", classic_fraction: float = 0.25, size: int = 64):
+    """Training scene ``i``: ``make_scene(seed + i, world_of(i))`` at ``size`` px (a classic
+    scene drawn at 64 px is resized bicubically for other sizes)."""
+    w = world_of(i, world, classic_fraction)
+    scene = make_scene(seed + i, w, size) if w == "rich" else make_scene(seed + i)
+    if scene.image.shape[0] != size:
+        from PIL import Image
+
+        scene.image = np.asarray(Image.fromarray(scene.image).resize((size, size), Image.BICUBIC))
+    return scene
+
+
+def dataset(n: int, seed: int, cache: Path, world: str = "classic", classic_fraction: float = 0.25,
+            size: int = 64) -> tuple[np.ndarray, list[str]]:
+    """``n`` rendered scenes (uint8 N×size×size×3) and captions; scene i is
+    :func:`training_scene` ``(i)`` (``make_scene(seed + i)`` in the classic world)."""
     if cache.exists():
         d = np.load(cache)
         if len(d["images"]) == n:
             return d["images"], list(d["captions"])
-    scenes = [make_scene(seed + i) for i in tqdm(range(n), desc="render scenes")]
+    scenes = [training_scene(i, seed, world, classic_fraction, size) for i in tqdm(range(n), desc="render scenes", mininterval=30)]
     images = np.stack([s.image for s in scenes])
     captions = [s.caption for s in scenes]
     np.savez(cache, images=images, captions=np.array(captions))
@@ -120,10 +157,43 @@ def random_crops(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor
     return torch.stack([im[:, a : a + size, b : b + size] for im, a, b in zip(x, ii, jj)])
 
 
-def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, crop: int = 32):
-    """Phase 1; returns the trained VAE with its scaling factor set."""
-    vae = vae_model()
+class Clock:
+    """True every ``minutes`` of wall time (checkpoint cadence that does not depend on speed)."""
+
+    def __init__(self, minutes: float):
+        self.every, self.last = minutes * 60, time.time()
+
+    def due(self) -> bool:
+        if time.time() - self.last >= self.every:
+            self.last = time.time()
+            return True
+        return False
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [−1, 1] (peak-to-peak 2): ``10·log10(4 / MSE)``."""
+    return float(10 * torch.log10(4 / ((a.clamp(-1, 1) - b) ** 2).mean()))
+
+
+@torch.no_grad()
+def round_trip_psnr(vae, images: np.ndarray) -> float:
+    """Mean PSNR of encode (posterior mean) → decode over ``images`` (the VAE's ceiling)."""
+    vals = []
+    for i in range(0, len(images), 32):
+        x = to_tensor(images[i : i + 32])
+        vals.append(psnr(vae.decode(vae.encode(x).latent_dist.mean).sample, x) * len(x))
+    return sum(vals) / len(images)
+
+
+def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, crop: int = 32,
+              size: int = 64, factor: int = 4, init: dict | None = None, ckpt_minutes: float = 10.0):
+    """Phase 1; returns the trained VAE with its scaling factor set. ``init``: a state dict to
+    start from (a warm start) when there is no checkpoint yet."""
+    vae = vae_model(size, factor)
+    if init is not None:
+        vae.load_state_dict(init)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    peak = 3e-4 if init is not None else 1e-3  # a warm start is fine-tuned gently
     ckpt, start = out / "vae.pt", 0
     if ckpt.exists():
         s = torch.load(ckpt, weights_only=False)
@@ -132,9 +202,10 @@ def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, 
             opt.load_state_dict(s["opt"])
         start = s["step"]
     g = torch.Generator().manual_seed(seed + start)
-    bar = tqdm(range(start, steps), desc="VAE", initial=start, total=steps)
+    clock = Clock(ckpt_minutes)
+    bar = tqdm(range(start, steps), desc="VAE", initial=start, total=steps, mininterval=30)
     for step in bar:
-        set_lr(opt, step, steps, warmup=50, floor=0.1)
+        set_lr(opt, step, steps, warmup=50, floor=0.1, peak=peak)
         x = random_crops(to_tensor(images[torch.randint(len(images), (batch,), generator=g).numpy()]), crop, g)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(g)).sample
@@ -142,14 +213,22 @@ def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        bar.set_postfix(l1=f"{loss.item():.4f}")
-        if (step + 1) % 200 == 0 or step + 1 == steps:
+        bar.set_postfix(l1=f"{loss.item():.4f}", refresh=False)
+        if (step + 1) % 200 == 0 or step + 1 == steps or clock.due():
             save_state(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1, loss=loss.item())
+            log(out, "events.jsonl", phase="vae", step=step + 1, loss=loss.item())
     vae.eval()
     with torch.no_grad():
         z = torch.cat([vae.encode(to_tensor(images[i : i + 256])).latent_dist.sample(g) for i in range(0, min(2048, len(images)), 256)])
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     return vae
+
+
+def log(out: Path, name: str = "log.jsonl", **record) -> None:
+    """Append one JSON line (with the wall time) to ``out/name``: UNet steps to ``log.jsonl``,
+    the run's starts and VAE checkpoints to ``events.jsonl``."""
+    with open(out / name, "a") as f:
+        f.write(json.dumps({**record, "time": time.time()}) + "\n")
 
 
 @torch.no_grad()
@@ -178,15 +257,19 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: int, seed: int,
-               export_every: int, export_to: Path | None):
-    """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss."""
+               export_every: int, export_to: Path | None, max_length: int = MAX_LENGTH,
+               init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3):
+    """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss. ``init``:
+    ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet."""
     from diffusers import DDIMScheduler
 
     mean, std = latents
     sf = vae.config.scaling_factor
-    te, unet = text_model(len(tokenizer)), unet_model()
+    te, unet = text_model(len(tokenizer), max_length), unet_model(mean.shape[-1])
+    if init is not None:
+        te.load_state_dict(init["te"]), unet.load_state_dict(init["unet"])
     params = list(te.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+    opt = torch.optim.AdamW(params, lr=peak_lr, weight_decay=1e-2)
     ema_te, ema_unet = copy.deepcopy(te), copy.deepcopy(unet)
     ckpt, start = out / "unet.pt", 0
     if ckpt.exists():
@@ -196,15 +279,16 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
             opt.load_state_dict(s["opt"])
         ema_te.load_state_dict(s["ema_te"]), ema_unet.load_state_dict(s["ema_unet"])
         start = s["step"]
-    ids = tokenizer([""] + captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
+    ids = tokenizer([""] + captions, padding="max_length", max_length=max_length, truncation=True,
                     return_tensors="pt").input_ids
     empty, ids = ids[:1], ids[1:]
     alphas = DDIMScheduler(**scheduler_config()).alphas_cumprod  # ᾱ_t, the DDPM training schedule
     snr = alphas / (1 - alphas)
     g = torch.Generator().manual_seed(seed + start)
-    bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps)
+    clock, t0, s0 = Clock(ckpt_minutes), time.time(), start
+    bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps, mininterval=30)
     for step in bar:
-        set_lr(opt, step, steps, warmup=200, floor=0.2)
+        set_lr(opt, step, steps, warmup=200, floor=0.2, peak=peak_lr)
         idx = torch.randint(len(ids), (batch,), generator=g)
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * sf
         tok = torch.where(torch.rand(batch, 1, generator=g) < 0.1, empty, ids[idx])
@@ -221,19 +305,50 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
         opt.step()
         decay = min(0.999, (1 + step) / (10 + step))
         ema_update(ema_te, te, decay), ema_update(ema_unet, unet, decay)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % 100 == 0 or step + 1 == steps:
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if (step + 1) % 50 == 0:
+            log(out, phase="unet", step=step + 1, loss=loss.item(), lr=opt.param_groups[0]["lr"],
+                s_per_step=(time.time() - t0) / (step + 1 - s0))
+        if (step + 1) % 500 == 0 or step + 1 == steps or clock.due():
             save_state(ckpt, te=te.state_dict(), unet=unet.state_dict(), opt=opt.state_dict(),
                        ema_te=ema_te.state_dict(), ema_unet=ema_unet.state_dict(), step=step + 1,
                        loss=loss.item())
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps({"phase": "unet", "step": step + 1, "loss": loss.item(),
-                                    "time": time.time()}) + "\n")
+            log(out, phase="unet", step=step + 1, loss=loss.item(), checkpoint=str(ckpt))
         if export_to and (step + 1) % export_every == 0 and step + 1 < steps:
             export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": step + 1})
     if export_to:
         export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": max(start, steps)})
     return ema_te, ema_unet
+
+
+def warm_start(folder: Path, tokenizer, max_length: int) -> dict:
+    """State dicts from an exported model for a (possibly larger) vocabulary and caption length:
+    ``{"vae", "te", "unet"}``. Token embeddings are copied by token string (a token the old
+    tokenizer lacks starts at the mean of the old embeddings); position embeddings beyond the
+    old length repeat the last one."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    old_tok = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    te = CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict()
+    emb_key = next(k for k in te if k.endswith("token_embedding.weight"))  # key prefix differs
+    pos_key = next(k for k in te if k.endswith("position_embedding.weight"))  # across transformers
+    old_emb, old_vocab = te[emb_key], old_tok.get_vocab()
+    new_emb = old_emb.mean(0, keepdim=True).repeat(len(tokenizer), 1)
+    for token, i in tokenizer.get_vocab().items():
+        if token in old_vocab:
+            new_emb[i] = old_emb[old_vocab[token]]
+    te[emb_key] = new_emb
+    pos = te[pos_key]
+    if len(pos) < max_length:
+        te[pos_key] = torch.cat([pos, pos[-1:].repeat(max_length - len(pos), 1)])
+    te = {k: v for k, v in te.items() if not k.endswith("position_ids")}
+    return {
+        "vae": AutoencoderKL.from_pretrained(folder / "vae").state_dict(),
+        "te": te,
+        "unet": UNet2DConditionModel.from_pretrained(folder / "unet").state_dict(),
+    }
 
 
 def export(vae, text_encoder, tokenizer, unet, folder: Path, extra: dict | None = None) -> None:
@@ -287,6 +402,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/toy"), help="checkpoints and logs")
     p.add_argument("--export", type=Path, default=None, help="model folder to write")
+    p.add_argument("--world", choices=("classic", "rich"), default="classic",
+                   help="classic: the shipped model's world; rich: the rich world mixed with the classic one")
+    p.add_argument("--classic-fraction", type=float, default=0.25, help="share of classic scenes in the rich mix")
+    p.add_argument("--image-size", type=int, default=64, help="pixels (rich world)")
+    p.add_argument("--vae-factor", type=int, choices=(4, 8), default=4, help="VAE downsampling factor")
     p.add_argument("--scenes", type=int, default=30_000)
     p.add_argument("--vae-steps", type=int, default=1500)
     p.add_argument("--vae-batch", type=int, default=16)
@@ -294,29 +414,51 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--unet-steps", type=int, default=4000)
     p.add_argument("--unet-scenes", type=int, default=16_000, help="scenes encoded for phase 2")
     p.add_argument("--batch", type=int, default=48)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of phase 2")
     p.add_argument("--export-every", type=int, default=500)
+    p.add_argument("--ckpt-minutes", type=float, default=10.0, help="save a checkpoint at least this often")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="a few steps on a few scenes (CI)")
+    p.add_argument("--resume", action="store_true", help="go on from the checkpoints in --out (error if there are none)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="go on from an exported model folder (e.g. the shipped one) when --out has no checkpoint")
+    p.add_argument("--warm-start", type=Path, default=None,
+                   help="start a new run (rich world) from an exported model's weights, vocabulary remapped")
     a = p.parse_args(argv)
     if a.quick:
         a.scenes, a.unet_scenes, a.vae_steps, a.unet_steps, a.batch, a.vae_batch = 64, 64, 3, 3, 4, 4
+    if a.resume and not (a.out / "vae.pt").exists():
+        p.error(f"--resume: no checkpoint in {a.out} (vae.pt); start without --resume")
+    if a.warm_start and (a.vae_factor != 4 or a.image_size != 64):
+        p.error("--warm-start needs the shipped geometry (--image-size 64 --vae-factor 4)")
+    if a.world == "classic" and (a.vae_factor != 4 or a.image_size != 64):
+        p.error("the classic world is 64 px with a factor-4 VAE; pass --world rich to change them")
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     a.out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_clip_tokenizer(WORDS, a.out / "tokenizer", model_max_length=MAX_LENGTH)
+    rich = a.world == "rich"
+    words, max_length = (VOCABULARY, RICH_MAX_LENGTH) if rich else (WORDS, MAX_LENGTH)
+    recorded = a.out / "words.json"  # token ids follow the word list: a resumed run must keep it
+    if recorded.exists() and json.loads(recorded.read_text()) != list(words):
+        p.error(f"{recorded} holds another word list than this world's vocabulary: the checkpoints' "
+                "token ids would not match; train into a new --out")
+    recorded.write_text(json.dumps(list(words)))
+    tokenizer = build_clip_tokenizer(words, a.out / "tokenizer", model_max_length=max_length)
     if a.init_from:
         init_from(a.init_from, a.out, a.vae_steps)
-    images, captions = dataset(a.scenes, a.seed, a.out / f"scenes_{a.scenes}.npz")
-    vae = train_vae(images, a.out, a.vae_steps, a.vae_batch, a.seed, a.vae_crop)
+    init = warm_start(a.warm_start, tokenizer, max_length) if a.warm_start else None
+    log(a.out, "events.jsonl", phase="start", argv=sys.argv[1:] if argv is None else argv)
+    name = f"scenes_{a.scenes}.npz" if not rich else f"scenes_{a.world}_{a.image_size}_{a.scenes}.npz"
+    images, captions = dataset(a.scenes, a.seed, a.out / name, a.world, a.classic_fraction, a.image_size)
+    vae = train_vae(images, a.out, a.vae_steps, a.vae_batch, a.seed, a.vae_crop, a.image_size, a.vae_factor,
+                    init and init["vae"], a.ckpt_minutes)
     vae.requires_grad_(False)
     latents = cached(a.out / f"latents_{a.unet_scenes}.pt", lambda: encode_all(vae, images[: a.unet_scenes]))
     captions = captions[: a.unet_scenes]
     train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
-               a.export_every, a.export)
+               a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr)
     if a.export:
         print(f"exported to {a.export}")
 

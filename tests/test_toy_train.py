@@ -1,0 +1,58 @@
+"""Training the rich-world model: warm start from the shipped model, checkpoints and --resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from diffedit_lab.toy import train
+from diffedit_lab.toy.tokenizer import build_clip_tokenizer
+from diffedit_lab.toy.world import VOCABULARY, make_scene
+
+
+def test_rich_mix_keeps_classic_scenes():
+    worlds = [train.world_of(i, "rich", 0.25) for i in range(2000)]
+    assert abs(worlds.count("classic") / 2000 - 0.25) < 0.01
+    assert {train.world_of(i, "classic", 0.25) for i in range(100)} == {"classic"}
+    i = worlds.index("classic")
+    assert train.training_scene(i, 0, "rich").caption == make_scene(i).caption  # today's captions stay
+    j = worlds.index("rich")
+    assert train.training_scene(j, 0, "rich").caption == make_scene(j, "rich").caption
+
+
+def test_warm_start_keeps_the_shipped_text_encoder_on_known_words(tmp_path):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tok = build_clip_tokenizer(VOCABULARY, tmp_path / "tok", model_max_length=train.RICH_MAX_LENGTH)
+    init = train.warm_start(train.PACKAGE_MODEL, tok, train.RICH_MAX_LENGTH)
+    new = train.text_model(len(tok), train.RICH_MAX_LENGTH)
+    new.load_state_dict(init["te"])
+    old = CLIPTextModel.from_pretrained(train.PACKAGE_MODEL / "text_encoder")
+    old_tok = CLIPTokenizer.from_pretrained(train.PACKAGE_MODEL / "tokenizer")
+    text = "a red circle and a blue square"
+    ids_old = old_tok(text, return_tensors="pt").input_ids
+    ids_new = tok(text, return_tensors="pt").input_ids
+    assert ids_old.shape == ids_new.shape and not torch.equal(ids_old, ids_new)  # other token ids
+    with torch.no_grad():
+        a, b = old(ids_old)[0], new(ids_new)[0]
+    assert torch.allclose(a, b, atol=1e-5)  # same meaning for today's captions
+    assert len(tok(" ".join(VOCABULARY)).input_ids) == len(VOCABULARY) + 2  # every word one token
+
+
+def test_quick_rich_run_checkpoints_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):  # nothing to resume yet
+        train.main(["--quick", "--world", "rich", "--out", str(out), "--resume"])
+    train.main(["--quick", "--world", "rich", "--out", str(out), "--ckpt-minutes", "0"])
+    state = torch.load(out / "unet.pt", weights_only=False)
+    assert state["step"] == 3 and {"opt", "ema_te", "ema_unet"} <= set(state)
+    small = ["--scenes", "64", "--unet-scenes", "64", "--vae-steps", "3", "--batch", "4", "--vae-batch", "4"]
+    train.main(["--world", "rich", "--out", str(out), "--resume", "--unet-steps", "5", *small])
+    assert torch.load(out / "unet.pt", weights_only=False)["step"] == 5
+    steps = [r["step"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r["phase"] == "unet"]
+    assert steps[-1] == 5 and 4 not in steps[:steps.index(3) + 1]  # went on from 3, did not restart
+    (out / "words.json").write_text(json.dumps(["a", "b"]))
+    with pytest.raises(SystemExit):  # another vocabulary: token ids would not match
+        train.main(["--quick", "--world", "rich", "--out", str(out), "--resume"])
