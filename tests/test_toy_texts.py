@@ -27,17 +27,18 @@ def test_parse_reads_objects_left_to_right_and_names_unknown_words():
 
 
 def test_parse_follows_the_world_word_lists(monkeypatch):
-    """Words come from world.SHAPES / COLOURS / SIZES / BACKGROUNDS, read at call time."""
+    """Words come from the scene's world: the classic lists (the shipped model's words) or the
+    rich world's SHAPES / COLOURS / SIZES / BACKGROUNDS, read at call time."""
     assert texts.parse("a big purple star on grass").unknown == ("big", "purple", "star", "on", "grass")
-    monkeypatch.setattr(world, "SHAPES", (*world.SHAPES, "star"))
-    monkeypatch.setattr(world, "COLOURS", {**world.COLOURS, "purple": (140, 50, 180)})
-    monkeypatch.setattr(world, "SIZES", ("small", "big"), raising=False)
-    monkeypatch.setattr(world, "BACKGROUNDS", ("plain", "grass"), raising=False)
-    monkeypatch.setattr(world, "WORDS", (*world.WORDS, "on"))
-    cap = texts.parse("a big purple star on grass")
+    cap = texts.parse("a big purple star on grass", "rich")
     assert cap.unknown == ()
     assert cap.objects == (texts.Phrase("purple", "star", "big"),)
     assert cap.background == "grass"
+    monkeypatch.setattr(world, "CLASSIC_SHAPES", (*world.CLASSIC_SHAPES, "star"))
+    monkeypatch.setattr(world, "CLASSIC_COLOURS", {**world.CLASSIC_COLOURS, "purple": (140, 50, 180)})
+    assert texts.parse("a purple star").objects == (texts.Phrase("purple", "star", None),)
+    rich = world.make_scene(3, world="rich")
+    assert texts.parse(rich.caption, "rich").unknown == ()
 
 
 def test_the_scene_s_own_texts_give_its_own_edit():

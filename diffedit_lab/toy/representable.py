@@ -47,8 +47,8 @@ def world_backgrounds() -> np.ndarray:
 
 
 def world_palette() -> np.ndarray:
-    """(K, 3) the world's object colours (``world.COLOURS``)."""
-    return np.stack([np.asarray(v, np.float32) for v in world.COLOURS.values()])
+    """(K, 3) the object colours of the shipped model's world (``world.CLASSIC_COLOURS``)."""
+    return np.stack([np.asarray(v, np.float32) for v in world.CLASSIC_COLOURS.values()])
 
 
 def distance_to_world(rgb: np.ndarray) -> np.ndarray:

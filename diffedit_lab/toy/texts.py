@@ -6,9 +6,10 @@ edit honestly (true region, IoU, pixel checker) the explorer must know *which* o
 texts change and into what — or that the world cannot say.
 
 **Reading a text** (:func:`parse`). Words are lower-case runs of letters. The vocabulary is
-the world's public word lists — ``world.SHAPES``, ``world.COLOURS`` and, where the world has
-them, ``world.SIZES`` and ``world.BACKGROUNDS`` — plus ``world.WORDS`` (the glue words "a",
-"and", …). An object is ``[size] colour shape``; a background word anywhere names the
+that of the scene's world (``Scene.world``): for the classic world — the shipped model's —
+``world.CLASSIC_SHAPES``, ``world.CLASSIC_COLOURS`` and ``world.WORDS`` (the glue words "a",
+"and"); for the rich world ``world.SHAPES``, ``world.COLOURS``, ``world.SIZES``,
+``world.BACKGROUNDS`` and the rest of ``world.VOCABULARY`` ("on", "at", "night"). An object is ``[size] colour shape``; a background word anywhere names the
 background. Any other word is *unknown*.
 
 **Reading an edit** (:func:`read_edit`), given the scene (its objects, left to right):
@@ -50,18 +51,26 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(k).lower() for k in (value or ()))
 
 
-def vocabulary() -> dict[str, tuple[str, ...]]:
-    """The world's words by role, read from ``diffedit_lab.toy.world`` at call time:
-    ``shapes``, ``colours``, ``sizes``, ``backgrounds`` (empty where the world has none) and
-    ``other`` (its remaining words, e.g. "a", "and")."""
-    roles = {
-        "shapes": _names(world.SHAPES),
-        "colours": _names(world.COLOURS),
-        "sizes": _names(getattr(world, "SIZES", ())),
-        "backgrounds": _names(getattr(world, "BACKGROUNDS", ())),
-    }
+def vocabulary(world_name: str = "classic") -> dict[str, tuple[str, ...]]:
+    """The words of ``world_name``'s captions by role, read from ``diffedit_lab.toy.world`` at call
+    time: ``shapes``, ``colours``, ``sizes``, ``backgrounds`` (empty where the world has none) and
+    ``other`` (its remaining words, e.g. "a", "and"). ``"classic"``: the shipped model's world
+    (``CLASSIC_SHAPES``, ``CLASSIC_COLOURS``, ``WORDS``); ``"rich"``: the whole ``VOCABULARY``."""
+    if world_name == "classic":
+        roles = {"shapes": _names(getattr(world, "CLASSIC_SHAPES", world.SHAPES)),
+                 "colours": _names(getattr(world, "CLASSIC_COLOURS", world.COLOURS)),
+                 "sizes": (), "backgrounds": ()}
+        glue = getattr(world, "WORDS", ("a", "and"))
+    else:
+        roles = {
+            "shapes": _names(world.SHAPES),
+            "colours": _names(world.COLOURS),
+            "sizes": _names(getattr(world, "SIZES", ())),
+            "backgrounds": _names(getattr(world, "BACKGROUNDS", ())),
+        }
+        glue = getattr(world, "VOCABULARY", getattr(world, "WORDS", ("a", "and")))
     named = {w for ws in roles.values() for w in ws}
-    roles["other"] = tuple(w for w in _names(getattr(world, "WORDS", ("a", "and"))) if w not in named)
+    roles["other"] = tuple(w for w in _names(glue) if w not in named)
     return roles
 
 
@@ -89,11 +98,11 @@ class Caption:
     unknown: tuple[str, ...]
 
 
-def parse(text: str) -> Caption:
+def parse(text: str, world_name: str = "classic") -> Caption:
     """Read ``text`` with the world's words (module docstring): ``"a red circle and a blue square"``
     → objects ``(red circle, blue square)``. A colour or size word not followed by a shape (or
     a shape with no colour) names no object."""
-    voc = vocabulary()
+    voc = vocabulary(world_name)
     shapes, colours, sizes, backgrounds = (set(voc[k]) for k in ("shapes", "colours", "sizes", "backgrounds"))
     known = shapes | colours | sizes | backgrounds | set(voc["other"])
     words = re.findall(r"[a-z]+", str(text).lower())
@@ -152,7 +161,8 @@ def read_edit(scene, source: str, target: str) -> Reading:
     """The edit ``source`` → ``target`` describes on ``scene`` (a ``world.Scene``, or a
     ``world.Edit`` whose ``scene`` is used), or why there is none (module docstring)."""
     scene = _scene_of(scene)
-    tgt = parse(target)
+    words_of = getattr(scene, "world", "classic")  # the scene's world decides the words
+    tgt = parse(target, words_of)
     if tgt.unknown:
         words = ", ".join(f"“{w}”" for w in tgt.unknown)
         return _no(f"{words} {'is not a word' if len(tgt.unknown) == 1 else 'are not words'} of the shapes world")
@@ -170,7 +180,7 @@ def read_edit(scene, source: str, target: str) -> Reading:
     if len(tgt.objects) == len(current):
         pairs = [(order[j], current[j], tgt.objects[j]) for j in range(len(current))]
     else:
-        pair = _anchor(current, order, parse(source), tgt)
+        pair = _anchor(current, order, parse(source, words_of), tgt)
         if isinstance(pair, Reading):
             return pair
         pairs = [pair]
