@@ -249,6 +249,7 @@ def encode_decode(c: Components, inversion: Inversion, prompt: str | list | torc
     """Baseline "encode–decode": denoise the DDIM-encoded ``z_r`` with ``Q`` everywhere (no mask)."""
     check_prompt("prompt", prompt)
     guidance = check_guidance("guidance", or_paper("guidance", guidance))
+    check_inversion(c, inversion)
     scheduler, _ = fresh_schedulers(c)
     timesteps = denoising_timesteps(scheduler, inversion.steps, inversion.strength)
     cond, uncond = _embeddings(c, prompt, "", guidance)

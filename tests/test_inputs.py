@@ -304,15 +304,17 @@ def mask_result_tiny(tiny_components):
 
 
 def test_an_inversion_made_with_other_components_is_refused(tiny_components, tmp_path):
-    from diffedit_lab import ddim_invert, masked_denoise
+    from diffedit_lab import ddim_invert, encode_decode, masked_denoise
     from diffedit_lab.testing import save_tiny_model
 
     save_tiny_model(tmp_path / "other", seed=1)  # the same architecture, other weights
     other = load_components(tmp_path / "other", device="cpu")
     z = torch.zeros(1, 4, 16, 16)
-    inversion = ddim_invert(other, z, strength=1.0, steps=2, progress=False)
+    inversion = ddim_invert(other, z, encoding_ratio=1.0, steps=2, progress=False)
     with pytest.raises(ValueError, match="`inversion` was made with other components"):
         masked_denoise(tiny_components, inversion, torch.ones(16, 16), "a cat", progress=False)
+    with pytest.raises(ValueError, match="`inversion` was made with other components"):
+        encode_decode(tiny_components, inversion, "a cat", progress=False)
     again = load_components(tmp_path / "other", device="cpu")  # the same model loaded twice is fine
     masked_denoise(again, inversion, torch.ones(16, 16), "a cat", progress=False)
 
