@@ -107,6 +107,36 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def set_threads(n: int | None = None) -> int:
+    """Set torch's CPU thread count for this process and return it.
+
+    ``n`` if given, else ``$DIFFEDIT_THREADS``, else ``$OMP_NUM_THREADS``, else a default for a
+    *shared* CPU: half the cores this process may use, at least 1 and at most 4. On a JupyterHub
+    node or a laptop busy with other work, torch's own default (one thread per core) makes every
+    process fight for every core: a notebook cell then runs several times slower than with a few
+    threads. The notebooks' set-up cell, the benches and ``scripts/time_edit.py`` all call this.
+    """
+    if n is None:
+        for var in ("DIFFEDIT_THREADS", "OMP_NUM_THREADS"):
+            value = os.environ.get(var, "").strip()
+            if value:
+                try:
+                    n = int(value)
+                except ValueError:
+                    raise ValueError(f"{var}={value!r}: expected a whole number of threads, e.g. 2.") from None
+                break
+        else:
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except AttributeError:  # macOS, Windows
+                cores = os.cpu_count() or 1
+            n = min(4, max(1, cores // 2))
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads={n!r}: expected a whole number ≥ 1 (or None for the shared-CPU default).")
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
 def check_device(device, name: str = "device") -> torch.device:
     """``device`` as a ``torch.device`` that exists here, else a one-line ``ValueError``
     (checked before any weight is loaded)."""

@@ -59,6 +59,7 @@ from pathlib import Path
 
 import torch
 
+from ..models import set_threads
 from .quality_report import (  # noqa: F401  (the public API of the benchmark, re-exported)
     ENCODINGS,
     LABELS,
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     a = parse_args(argv)
     if a.threads:
-        torch.set_num_threads(a.threads)
+        set_threads(a.threads)
     s = settings_from(a)
     c = load_components(a.model, device=a.device)
     if a.workers is None:

@@ -21,7 +21,7 @@ from ..inversion import ddim_encode
 from ..latents import decode, encode, encode_prompt, make_generator
 from ..mask import MaskResult, mask_draws, mask_from_draws
 from ..metrics import upsample_mask
-from ..models import Components, fresh_schedulers
+from ..models import Components, fresh_schedulers, set_threads
 from ..settings import EditSettings
 from ..sampling import denoising_timesteps, inversion_timesteps, strength_steps
 from ..toy.quality import mean_of, held_out_edits, score_edit, vae_ceiling
@@ -313,7 +313,7 @@ _COUNTER = None
 def _init_worker(counter) -> None:
     global _COUNTER
     _COUNTER = counter
-    torch.set_num_threads(1)
+    set_threads(1)
 
 
 def _count(rows: int) -> None:
