@@ -314,3 +314,17 @@ def test_committed_results_table_and_readme_agree():
     # … and at its recorded settings
     recorded = json.loads((root / "diffedit_lab" / "toy" / "model" / "diffedit_lab.json").read_text())
     assert results["settings"]["model_defaults"] == recorded
+
+
+def test_committed_results_are_packaged_and_the_same():
+    """Notebook 07 opened outside the repository reads the package's copy: it must be the committed run."""
+    from importlib import resources
+
+    from diffedit_lab.bench import quality_report
+
+    packaged = resources.files("diffedit_lab.bench").joinpath(quality_report.PACKAGED_RESULTS)
+    assert packaged.is_file(), "diffedit_lab/bench/results/quality.json is missing"
+    assert json.loads(packaged.read_text()) == json.loads(quality_report.REPOSITORY_RESULTS.read_text()), (
+        "the packaged results differ from docs/results/quality/results.json: copy it over")
+    results, where = q.committed_results()
+    assert results == json.loads(packaged.read_text()) and "docs/results/quality" in where
