@@ -18,6 +18,7 @@ the text encoder run in float16. ``Components.dtype`` is the UNet's dtype.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -204,6 +205,21 @@ def _read_defaults(folder: Path | None) -> dict:
     return settings
 
 
+@contextlib.contextmanager
+def _no_loading_bar():
+    """No "Loading weights" progress bar from transformers (the first cell of every notebook
+    showed one for a 50-ms load); restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _load_parts(folder: Path) -> dict:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -217,7 +233,8 @@ def _load_parts(folder: Path) -> dict:
     for key, cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel)):
         safe = any((folder / key).glob("*.safetensors"))  # never unpickle when safe weights exist
         try:
-            parts[key] = cls.from_pretrained(folder, subfolder=key, **({"use_safetensors": True} if safe else {}))
+            with _no_loading_bar():
+                parts[key] = cls.from_pretrained(folder, subfolder=key, **({"use_safetensors": True} if safe else {}))
         except Exception as err:  # UnpicklingError (a refused pickle), OSError, EnvironmentError, ...
             raise ModelLoadError(
                 f"{folder / key}: cannot load the weights ({type(err).__name__}: {' '.join(str(err).split())[:300]}). "
