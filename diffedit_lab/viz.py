@@ -480,7 +480,7 @@ def curves(x: Sequence[float], ys: Mapping[str, Sequence[float]], *, xlabel: str
     markers = "os^dvx*"
     for i, (label, y) in enumerate(ys.items()):
         y = np.asarray(_numpy(y), dtype=float)
-        ax.plot(x, y, marker=markers[i % len(markers)], label=label)
+        ax.plot(x, y, marker=markers[i % len(markers)] if len(x) <= 50 else None, label=label)  # no marker per point of a dense curve
         if bands and label in bands:
             s = np.asarray(bands[label], dtype=float)
             ax.fill_between(x, y - s, y + s, alpha=0.2)
@@ -488,6 +488,9 @@ def curves(x: Sequence[float], ys: Mapping[str, Sequence[float]], *, xlabel: str
     ax.set_ylabel(ylabel)
     if logx:
         ax.set_xscale("log")
+        if len(x) <= 12:  # tick the values themselves, not log decades and their minor ticks
+            ax.set_xticks(x, [f"{v:g}" for v in x])
+            ax.minorticks_off()
     if logy:
         ax.set_yscale("log")
     if title:
@@ -584,7 +587,8 @@ def edit_figure(image: ImageLike, result: EditResult, *, true_mask: MaskLike | N
     else:
         _difference_panels(fig, axes[0, 3], axes[0, 4], a, _same_size(to_rgb(reconstruction), b), b)
     if true_mask is not None:
-        _comparison(axes[0, panels - 1], result.mask, true_mask, a)
+        # the mask at image size, as every IoU of the library is scored (MaskResult.upsampled; toy.quality)
+        _comparison(axes[0, panels - 1], fine_mask(result.mask, true_mask), true_mask, a)
     return fig
 
 
