@@ -43,7 +43,8 @@ def test_explorer_in_a_narrow_window_and_a_bad_upload(lab, page, tmp_path):
     page.goto(lab["url"] + f"lab/tree/{NOTEBOOK}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
     accept_kernel_dialog(page)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    # a narrow window hides the toolbar's kernel indicator: wait for it in the page, not on screen
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached", timeout=120_000)
     shot = None
     try:
         if not page.locator(".jp-FileBrowser").first.is_visible():  # open the file browser beside the notebook
