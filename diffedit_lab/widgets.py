@@ -370,7 +370,15 @@ class Explorer(_App):
         self.mask_computations = self.inversions = self.runs = 0
         self._quiet = False  # set while the app itself changes controls
 
-        s = EditSettings.for_model(c, **(settings or {}))  # the paper's, the model's, then ``settings``
+        if c is None:  # the built-in model, loaded on first use: its recorded settings now (the sliders start there)
+            import types
+
+            from .models import DEFAULT_MODEL_DIR, _read_defaults
+
+            recorded = types.SimpleNamespace(defaults=_read_defaults(DEFAULT_MODEL_DIR))
+        else:
+            recorded = c
+        s = EditSettings.for_model(recorded, **(settings or {}))  # the paper's, the model's, then ``settings``
         self.controls = {
             "scene": W.BoundedIntText(value=scene, min=0, max=1_000_000, description="toy scene (seed)",
                                       style=STYLE, layout=W.Layout(width="210px"), **SLOW),

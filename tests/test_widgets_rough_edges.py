@@ -54,3 +54,16 @@ def test_upload_button_and_slider_layout(app):
     assert len(sliders) >= 7 and all(s.layout.min_width == widgets.SLIDER_LAYOUT["min_width"] for s in sliders)
     rows = [b for b in app.widget.children if isinstance(b, widgets.W.HBox) and any(s in b.children for s in sliders)]
     assert rows and all(r.layout.flex_flow == "row wrap" for r in rows)
+
+
+def test_explorer_without_a_model_starts_at_the_built_in_models_settings():
+    """widgets.explorer() (the model loaded on first use) starts where explorer(c) does: the
+    built-in model's recorded settings, not the paper's (notebook 05's table says so)."""
+    import diffedit_lab as dl
+
+    lazy = widgets.explorer(settings={"steps": 10})
+    c = lazy.components()
+    wanted = dl.EditSettings.for_model(c, steps=10)
+    shown = lazy.edit_settings()
+    assert shown == wanted, (shown, wanted)
+    assert wanted != dl.EditSettings.for_model(None, steps=10)  # the model records its own values
