@@ -29,6 +29,7 @@ _EXPORTS = {
     "MaskResult": "mask", "noise_diff_mask": "mask",
     "DEFAULT_MODEL_DIR": "models", "Components": "models", "ModelLoadError": "models",
     "ModelNotFoundError": "models", "default_device": "models", "load_components": "models",
+    "set_threads": "models",
     "known_words": "inputs",
     "EditSettings": "settings",
 }
@@ -78,4 +79,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         ModelNotFoundError,
         default_device,
         load_components,
+        set_threads,
     )

@@ -18,6 +18,7 @@ the text encoder run in float16. ``Components.dtype`` is the UNet's dtype.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -107,6 +108,36 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def set_threads(n: int | None = None) -> int:
+    """Set torch's CPU thread count for this process and return it.
+
+    ``n`` if given, else ``$DIFFEDIT_THREADS``, else ``$OMP_NUM_THREADS``, else a default for a
+    *shared* CPU: half the cores this process may use, at least 1 and at most 4. On a JupyterHub
+    node or a laptop busy with other work, torch's own default (one thread per core) makes every
+    process fight for every core: a notebook cell then runs several times slower than with a few
+    threads. The notebooks' set-up cell, the benches and ``scripts/time_edit.py`` all call this.
+    """
+    if n is None:
+        for var in ("DIFFEDIT_THREADS", "OMP_NUM_THREADS"):
+            value = os.environ.get(var, "").strip()
+            if value:
+                try:
+                    n = int(value)
+                except ValueError:
+                    raise ValueError(f"{var}={value!r}: expected a whole number of threads, e.g. 2.") from None
+                break
+        else:
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except AttributeError:  # macOS, Windows
+                cores = os.cpu_count() or 1
+            n = min(4, max(1, cores // 2))
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads={n!r}: expected a whole number ≥ 1 (or None for the shared-CPU default).")
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
 def check_device(device, name: str = "device") -> torch.device:
     """``device`` as a ``torch.device`` that exists here, else a one-line ``ValueError``
     (checked before any weight is loaded)."""
@@ -174,6 +205,21 @@ def _read_defaults(folder: Path | None) -> dict:
     return settings
 
 
+@contextlib.contextmanager
+def _no_loading_bar():
+    """No "Loading weights" progress bar from transformers (the first cell of every notebook
+    showed one for a 50-ms load); restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _load_parts(folder: Path) -> dict:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -187,7 +233,8 @@ def _load_parts(folder: Path) -> dict:
     for key, cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel)):
         safe = any((folder / key).glob("*.safetensors"))  # never unpickle when safe weights exist
         try:
-            parts[key] = cls.from_pretrained(folder, subfolder=key, **({"use_safetensors": True} if safe else {}))
+            with _no_loading_bar():
+                parts[key] = cls.from_pretrained(folder, subfolder=key, **({"use_safetensors": True} if safe else {}))
         except Exception as err:  # UnpicklingError (a refused pickle), OSError, EnvironmentError, ...
             raise ModelLoadError(
                 f"{folder / key}: cannot load the weights ({type(err).__name__}: {' '.join(str(err).split())[:300]}). "

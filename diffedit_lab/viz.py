@@ -288,8 +288,10 @@ def mask_refinements(result: MaskResult, image: ImageLike | None=None, *, true_m
 
 def averaging_figure(result: MaskResult, *, index: int = 0, true_mask: MaskLike | None=None, ks: Sequence[int] | None = None) -> Figure:
     """How averaging over draws stabilises the map: ``D`` and the mask from the first ``k`` draws
-    for a few ``k`` (top), and, as ``k`` grows, the share of mask cells that still differ from
-    the ``n``-draw mask and (if ``true_mask`` is given) the IoU with the true mask (bottom)."""
+    for a few ``k`` (top), and, as ``k`` grows, the cells that still differ from the ``n``-draw
+    mask — counted against the size of that mask, not of the image, so that a small object's
+    unsettled mask does not look settled — and (if ``true_mask`` is given) the IoU with the true
+    mask (bottom)."""
     import torch
 
     from .mask import normalize_and_threshold
@@ -300,7 +302,7 @@ def averaging_figure(result: MaskResult, *, index: int = 0, true_mask: MaskLike 
     masks = [normalize_and_threshold(running[:, k], result.clamp_ratio, result.threshold)[1][0].numpy()
              for k in range(n)]
     final = masks[-1]
-    changed = [float((m != final).mean()) for m in masks]
+    changed = [float((m != final).sum() / max(final.sum(), 1)) for m in masks]  # share of the final mask's area
     ks = sorted({k for k in (ks or (1, 2, 5, n)) if 1 <= k <= n})
     fig = Figure(figsize=(max(PANEL * len(ks), 7.5), PANEL * 2 + 2.6), layout="constrained")
     grid = fig.add_gridspec(3, len(ks), height_ratios=[1, 1, 1.1])
@@ -314,12 +316,12 @@ def averaging_figure(result: MaskResult, *, index: int = 0, true_mask: MaskLike 
         _image_axis(ax, f"mask from {k}")
     ax = fig.add_subplot(grid[2, :])
     x = np.arange(1, n + 1)
-    ax.plot(x, changed, "o-", label=f"cells differing from the {n}-draw mask")
+    ax.plot(x, changed, "o-", label=f"cells differing from the {n}-draw mask (× its area)")
     if true_mask is not None:
         ious = [mask_iou(m, true_mask) for m in masks]
         ax.plot(x, ious, "s-", label="IoU with the true mask")
     ax.set_xlabel("number of noise draws averaged (k)")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(-0.02, max(1.02, max(changed) + 0.05))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.suptitle("Averaging over noise draws stabilises the mask")
@@ -480,7 +482,7 @@ def curves(x: Sequence[float], ys: Mapping[str, Sequence[float]], *, xlabel: str
     markers = "os^dvx*"
     for i, (label, y) in enumerate(ys.items()):
         y = np.asarray(_numpy(y), dtype=float)
-        ax.plot(x, y, marker=markers[i % len(markers)], label=label)
+        ax.plot(x, y, marker=markers[i % len(markers)] if len(x) <= 50 else None, label=label)  # no marker per point of a dense curve
         if bands and label in bands:
             s = np.asarray(bands[label], dtype=float)
             ax.fill_between(x, y - s, y + s, alpha=0.2)
@@ -488,6 +490,9 @@ def curves(x: Sequence[float], ys: Mapping[str, Sequence[float]], *, xlabel: str
     ax.set_ylabel(ylabel)
     if logx:
         ax.set_xscale("log")
+        if len(x) <= 12:  # tick the values themselves, not log decades and their minor ticks
+            ax.set_xticks(x, [f"{v:g}" for v in x])
+            ax.minorticks_off()
     if logy:
         ax.set_yscale("log")
     if title:
@@ -584,7 +589,8 @@ def edit_figure(image: ImageLike, result: EditResult, *, true_mask: MaskLike | N
     else:
         _difference_panels(fig, axes[0, 3], axes[0, 4], a, _same_size(to_rgb(reconstruction), b), b)
     if true_mask is not None:
-        _comparison(axes[0, panels - 1], result.mask, true_mask, a)
+        # the mask at image size, as every IoU of the library is scored (MaskResult.upsampled; toy.quality)
+        _comparison(axes[0, panels - 1], fine_mask(result.mask, true_mask), true_mask, a)
     return fig
 
 

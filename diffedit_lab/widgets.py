@@ -167,9 +167,19 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
+SLIDER_LAYOUT = dict(min_width="250px", flex="1 1 250px")
+"""A slider keeps at least 250 px (handle, track, readout): in a narrow window (a 1000-px browser
+with JupyterLab's file browser open) its row wraps (:func:`_row`) instead of squeezing it to a handle."""
+
+
+def _row(children) -> W.HBox:
+    """A row of controls that wraps onto a second line when the notebook is too narrow for it."""
+    return W.HBox(children, layout=W.Layout(flex_flow="row wrap", width="100%"))
+
+
 def _float_slider(description, value, lo, hi, step, **kw):
     return W.FloatSlider(value=float(np.clip(value, lo, hi)), min=lo, max=hi, step=step, description=description,
-                         style=STYLE, readout_format=".2f", **kw)
+                         style=STYLE, readout_format=".2f", layout=W.Layout(**SLIDER_LAYOUT), **kw)
 
 
 def _fill_checkbox(value: bool):
@@ -184,7 +194,8 @@ def _iou(result, true_mask, index: int = 0) -> float:
 
 
 def _int_slider(description, value, lo, hi, **kw):
-    return W.IntSlider(value=int(np.clip(value, lo, hi)), min=lo, max=hi, description=description, style=STYLE, **kw)
+    return W.IntSlider(value=int(np.clip(value, lo, hi)), min=lo, max=hi, description=description, style=STYLE,
+                       layout=W.Layout(**SLIDER_LAYOUT), **kw)
 
 
 # --------------------------------------------------------------------------- mask explorer
@@ -306,9 +317,17 @@ def uploaded_image(value):
     files = list(value.values()) if isinstance(value, dict) else list(value or ())
     if not files:
         return None
+    from PIL import UnidentifiedImageError
+
     from .inputs import open_image
 
-    return open_image(io.BytesIO(bytes(files[0]["content"])))  # the input policy: EXIF, pixel limit
+    name = files[0].get("name") or "the uploaded file"
+    try:
+        return open_image(io.BytesIO(bytes(files[0]["content"])))  # the input policy: EXIF, pixel limit
+    except (UnidentifiedImageError, ValueError) as err:
+        if not isinstance(err, UnidentifiedImageError) and not isinstance(err.__cause__, UnidentifiedImageError):
+            raise  # an image, but too large: the input policy's own message
+        raise ValueError(f"{name} is not an image this explorer can read: upload a PNG, JPEG or WebP file.") from None
 
 
 class Explorer(_App):
@@ -351,14 +370,24 @@ class Explorer(_App):
         self.mask_computations = self.inversions = self.runs = 0
         self._quiet = False  # set while the app itself changes controls
 
-        s = EditSettings.for_model(c, **(settings or {}))  # the paper's, the model's, then ``settings``
+        if c is None:  # the built-in model, loaded on first use: its recorded settings now (the sliders start there)
+            import types
+
+            from .models import DEFAULT_MODEL_DIR, _read_defaults
+
+            recorded = types.SimpleNamespace(defaults=_read_defaults(DEFAULT_MODEL_DIR))
+        else:
+            recorded = c
+        s = EditSettings.for_model(recorded, **(settings or {}))  # the paper's, the model's, then ``settings``
         self.controls = {
             "scene": W.BoundedIntText(value=scene, min=0, max=1_000_000, description="toy scene (seed)",
                                       style=STYLE, layout=W.Layout(width="210px"), **SLOW),
             "kind": W.Dropdown(options=[("change a colour", "colour"), ("change a shape", "shape")],
                                value=kind or "colour", description="edit", style=STYLE,
                                layout=W.Layout(width="220px")),
-            "upload": W.FileUpload(accept="image/*", multiple=False, description="or upload an image"),
+            "upload": W.FileUpload(accept="image/*", multiple=False, description="Upload image",
+                                   tooltip="edit an image of your own (PNG, JPEG, WebP …) instead of a toy scene",
+                                   layout=W.Layout(width="auto", min_width="150px")),
             "source": W.Text(value=source, description="source R", placeholder="a caption of the input (may be empty)",
                              style=STYLE, layout=W.Layout(width="48%"), **SLOW),
             "target": W.Text(value=target, description="target Q", placeholder="what it should become",
@@ -390,22 +419,25 @@ class Explorer(_App):
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_mask_input()), names="value")
         for name in ("clamp_ratio", "threshold", "fill_holes"):
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_threshold()), names="value")
+        for name in ("strength", "guidance"):  # no model call until Run: only the shown edit goes stale
+            ctl[name].observe(self._safe(lambda ch: moved(ch) and self.is_stale() and self._set_status(self.stale_line())),
+                              names="value")
         self.run_button.on_click(self._safe(lambda _b: self.run()))
 
         head = W.HTML("<b>DiffEdit explorer</b> — the mask follows κ and τ live; "
                       "<i>Run edit</i> encodes and decodes.")
         self.widget = W.VBox([
             head,
-            W.HBox([ctl["scene"], ctl["kind"], ctl["upload"]]),
+            _row([ctl["scene"], ctl["kind"], ctl["upload"]]),
             self.input_output,
             W.HBox([ctl["source"], ctl["target"]]),
             W.HTML("<b>1 · mask</b> (a model call when these change)"),
-            W.HBox([ctl["n"], ctl["mask_strength"], ctl["seed"]]),
+            _row([ctl["n"], ctl["mask_strength"], ctl["seed"]]),
             W.HTML("<b>mask threshold</b> (instant: no model call)"),
-            W.HBox([ctl["clamp_ratio"], ctl["threshold"], ctl["fill_holes"]]),
+            _row([ctl["clamp_ratio"], ctl["threshold"], ctl["fill_holes"]]),
             self.mask_output,
             W.HTML("<b>2 · encode and 3 · decode</b>"),
-            W.HBox([ctl["strength"], ctl["steps"], ctl["guidance"]]),
+            _row([ctl["strength"], ctl["steps"], ctl["guidance"]]),
             W.HBox([self.run_button, self.progress]),
             self.status,
             self.output,
@@ -520,7 +552,7 @@ class Explorer(_App):
             text += f", IoU with the true mask {_iou(self.mask, self.true_mask):.2f}"
         elif self.reading is not None:
             text += f" · {self.no_score_line()}"
-        self._set_status(text + " — press Run edit")
+        self._set_status(text + (f" — {self.stale_line()}" if self.is_stale() else " — press Run edit"))
 
     def _draw_input(self) -> None:
         if self.image is not None:
@@ -537,6 +569,7 @@ class Explorer(_App):
         with Q inside the mask; shows input, mask, output and their difference. Returns the ``EditResult``."""
         ctl = self.controls
         t0 = time.perf_counter()
+        key = self._control_values()  # a control moved while this runs makes the result stale
         self.run_button.disabled = True
         try:
             if self.mask is None:
@@ -557,8 +590,26 @@ class Explorer(_App):
         finally:
             self.run_button.disabled = False
         self.runs += 1
+        self._run_values = key
         self._show_result(time.perf_counter() - t0)
         return self.result
+
+    STALE_KEYS = ("source", "target", "n", "mask_strength", "seed", "clamp_ratio", "threshold", "fill_holes",
+                  "strength", "steps", "guidance")
+
+    def _control_values(self) -> dict:
+        return {k: self.controls[k].value for k in self.STALE_KEYS}
+
+    def is_stale(self) -> bool:
+        """Whether the edit shown was made with other settings or texts than the controls show now
+        (e.g. τ moved while it ran)."""
+        return self.result is not None and getattr(self, "_run_values", None) != self._control_values()
+
+    def stale_line(self) -> str:
+        """One line naming what changed since the edit shown was made."""
+        old, now = getattr(self, "_run_values", None) or {}, self._control_values()
+        changed = [k for k in self.STALE_KEYS if old.get(k) != now[k]]
+        return f"the edit shown is stale ({', '.join(changed)} changed since it ran) — press Run edit"
 
     # ----------------------------------------------------------------- what is shown of an edit
 

@@ -26,8 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    dl.set_threads(a.threads)  # None: the shared-CPU default (DIFFEDIT_THREADS, OMP_NUM_THREADS, half the cores ≤ 4)
     c = dl.load_components(a.model)
     edits = held_out_edits(a.repeats + 1)
     times = []

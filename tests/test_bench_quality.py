@@ -334,3 +334,17 @@ def test_successor_rows_are_toy_successors_figures(tiny_components):
             assert (a != a and b != b) or a == pytest.approx(b, abs=1e-9), (name, k_ours, a, b)
     assert ours["cross_attention"]["mask_iou"] != ours["intersection"]["mask_iou"] or \
         ours["cross_attention"]["mask_precision"] != ours["intersection"]["mask_precision"]
+
+
+def test_committed_results_are_packaged_and_the_same():
+    """Notebook 07 opened outside the repository reads the package's copy: it must be the committed run."""
+    from importlib import resources
+
+    from diffedit_lab.bench import quality_report
+
+    packaged = resources.files("diffedit_lab.bench").joinpath(quality_report.PACKAGED_RESULTS)
+    assert packaged.is_file(), "diffedit_lab/bench/results/quality.json is missing"
+    assert json.loads(packaged.read_text()) == json.loads(quality_report.REPOSITORY_RESULTS.read_text()), (
+        "the packaged results differ from docs/results/quality/results.json: copy it over")
+    results, where = q.committed_results()
+    assert results == json.loads(packaged.read_text()) and "docs/results/quality" in where

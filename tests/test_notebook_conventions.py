@@ -20,7 +20,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXERCISES = sorted((ROOT / "notebooks" / "exercises").glob("*.ipynb"))
 SOLUTIONS = sorted((ROOT / "notebooks" / "exercises" / "solutions").glob("*.ipynb"))
 ALL = NOTEBOOKS + EXERCISES + SOLUTIONS
-SETUP_LINES = ("import diffedit_lab as dl", "device = dl.default_device()")
+SETUP_LINES = ("import diffedit_lab as dl", "device = dl.default_device()", "dl.set_threads(")
 
 
 def rel(path: Path) -> str:

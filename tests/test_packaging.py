@@ -233,6 +233,7 @@ def test_wheel_contains_the_model_folder_and_the_console_script(tmp_path):
         if name.endswith(wanted_suffixes):
             assert f"diffedit_lab/toy/model/{name}" in names, name
     assert "diffedit_lab/cli.py" in names and "diffedit_lab/__main__.py" in names
+    assert "diffedit_lab/bench/results/quality.json" in names  # notebook 07 reads it wherever it is opened
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)
     assert re.search(r"^diffedit-lab = diffedit_lab\.cli:main$", scripts, re.M), scripts
 

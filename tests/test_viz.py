@@ -219,6 +219,12 @@ def test_edit_figure(rgb, mask_result):
     fig = rendered(viz.edit_figure(rgb, Result(), true_mask=truth))
     assert [ax.get_title() for ax in image_axes(fig)][:4] == ["input", "mask", "output", "|output − input|"]
     assert "blue square" in fig._suptitle.get_text()
+    truth[8:20, 8:20] = True  # the IoU in the figure is the one the library scores: the mask at image size
+    from diffedit_lab.metrics import mask_iou
+
+    fig = rendered(viz.edit_figure(rgb, Result(), true_mask=truth))
+    expected = mask_iou(mask_result.upsampled((32, 32))[0], truth)
+    assert image_axes(fig)[-1].get_title() == f"vs true mask: IoU {expected:.2f}"
 
 
 # --------------------------------------------------------------------------- edit drift vs VAE loss
@@ -261,3 +267,12 @@ def test_edit_differences_and_edit_figure_with_reconstruction():
     titles = [ax.get_title() for ax in fig.axes]
     assert any("what the edit did" in t for t in titles) and not any(t == "|output − input|" for t in titles)
     assert any(t == "|output − input|" for t in (ax.get_title() for ax in viz.edit_figure(x, result).axes))
+
+
+def test_curves_mark_few_points_and_tick_log_values():
+    fig = viz.curves(np.arange(1000), {"dense": np.linspace(1, 0, 1000)})
+    assert fig.axes[0].lines[0].get_marker() in (None, "None", "")
+    fig = viz.curves([5, 10, 20, 50], {"few": [1, 2, 3, 4]}, logx=True)
+    ax = fig.axes[0]
+    assert ax.lines[0].get_marker() == "o"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "10", "20", "50"]

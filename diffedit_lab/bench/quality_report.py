@@ -242,6 +242,29 @@ def load_results(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+REPOSITORY_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "quality" / "results.json"
+"""The committed full run in a checkout of the repository (``--out docs/results/quality``)."""
+
+PACKAGED_RESULTS = "results/quality.json"
+"""The same file shipped inside the package (``diffedit_lab/bench/results/quality.json``), so that
+notebook 07 finds it wherever it is opened: Colab, a copy in a student's folder, a wheel install.
+``tests/test_bench_quality.py`` checks that it equals the repository's copy."""
+
+
+def committed_results() -> tuple[dict | None, str]:
+    """The committed full run and where it was read: the repository's ``docs/results/quality`` if
+    this is a checkout, else the copy packaged with the library; ``(None, reason)`` if neither
+    is there (then a caller that recomputes must say so)."""
+    if REPOSITORY_RESULTS.is_file():
+        return load_results(REPOSITORY_RESULTS), str(REPOSITORY_RESULTS)
+    from importlib import resources
+
+    packaged = resources.files("diffedit_lab.bench").joinpath(PACKAGED_RESULTS)
+    if packaged.is_file():
+        return json.loads(packaged.read_text()), f"the copy packaged with diffedit_lab ({PACKAGED_RESULTS})"
+    return None, f"neither {REPOSITORY_RESULTS} nor the packaged diffedit_lab/bench/{PACKAGED_RESULTS} exists"
+
+
 def write(out: Path, results: dict, rows: list[dict] | None = None) -> list[Path]:
     """results.json, the plots, and (if given) rows.jsonl with every scored output."""
     out.mkdir(parents=True, exist_ok=True)

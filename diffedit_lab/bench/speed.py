@@ -61,6 +61,7 @@ from pathlib import Path
 
 import torch
 
+from ..models import set_threads
 from .speed_report import environment, table
 from .speed_run import *  # noqa: F403  (the benchmark's pieces, re-exported: speed.ours_identical, …)
 from .speed_run import GOALS, bench_model, log, memory_child
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(memory_child(json.loads(a.memory_child))))
             return 0
         threads = torch.get_num_threads()
-        torch.set_num_threads(a.threads)
+        set_threads(a.threads)
         try:
             report = run(a, argv)
         finally:

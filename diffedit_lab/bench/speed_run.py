@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..models import set_threads
 from ..settings import EditSettings
 
 if TYPE_CHECKING:
@@ -405,7 +406,7 @@ def memory_child(spec: dict) -> dict:
 
     from .. import load_components
 
-    torch.set_num_threads(spec["threads"])
+    set_threads(spec["threads"])
     side, folder = spec["side"], spec["folder"]
     if side == "diffusers":
         pipe = diffusers_pipeline(folder)
