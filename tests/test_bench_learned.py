@@ -76,6 +76,7 @@ def images():
     return [rng.integers(0, 256, (48, 40, 3), dtype=np.uint8) for _ in range(3)]
 
 
+@pytest.mark.filterwarnings("ignore:.*max_length.*is ignored")  # the hand computation's processor call
 def test_clip_score_is_pie_benchs_formula(tiny_clip, no_network):
     scorer = pie.load_clip(tiny_clip)
     texts = ["a red circle", "a blue square on a green background", "a [yellow] triangle"]
@@ -167,3 +168,31 @@ def test_cli_option_reaches_the_run(tiny_clip):
 
     assert settings_from(parse_args([])).clip_model == pie.DEFAULT_CLIP
     assert settings_from(parse_args(["--clip-model", str(tiny_clip)])).clip_model == str(tiny_clip)
+
+
+def test_quick_bench_on_a_pie_bench_folder_reports_the_clip_score(tiny_clip, tiny_model_dir, tmp_path):
+    import json
+
+    from diffedit_lab.bench.__main__ import main
+    from diffedit_lab.toy import export_bench
+
+    folder = tmp_path / "pie"
+    export_bench.main([str(folder), "--edits", "2"])
+    mapping = json.loads((folder / "mapping_file.json").read_text())
+    for item in mapping.values():
+        del item["shapes_world"]  # a real PIE-Bench entry
+    (folder / "mapping_file.json").write_text(json.dumps(mapping))
+    out = tmp_path / "out"
+    assert main(["quality", "--quick", "--edits", "2", "--steps", "2", "--batch", "2", "--model", str(tiny_model_dir),
+                 "--out", str(out), "--no-progress", "--no-successors", "--dataset", str(folder),
+                 "--clip-model", str(tiny_clip)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["clip_model"] == str(tiny_clip)
+    assert res["settings"]["learned_metrics"]["clip_score"].startswith("computed: ")
+    assert res["settings"]["learned_metrics"]["lpips"].startswith("skipped: ")
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert rows and all(0 <= r["clip_score"] <= 100 and 0 <= r["clip_score_edited"] <= 100 for r in rows)
+    for kind, methods in res["by_kind"].items():
+        mine = [r["clip_score"] for r in rows if r["kind"] == kind and r["method"] == "diffedit" and r["r"] == 0.8
+                and r["variant"] is None]
+        assert methods["diffedit"]["0.8"]["clip_score"] == pytest.approx(np.mean(mine))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -222,7 +223,10 @@ class ClipScore:
         """``cos(E_img(image), E_txt(text))`` for one (H, W, 3) uint8 image."""
         import torch
 
-        inputs = self.processor(text=[text], images=[np.asarray(image, np.uint8)], return_tensors="pt", padding=True)
+        with warnings.catch_warnings():  # transformers 5 warns that the tokenizer's max_length is unused
+            warnings.filterwarnings("ignore", message=".*max_length.*is ignored")
+            inputs = self.processor(text=[text], images=[np.asarray(image, np.uint8)], return_tensors="pt",
+                                    padding=True)
         cut = self.model.config.text_config.max_position_embeddings  # a longer text is cut there, as torchmetrics
         with torch.no_grad():
             out = self.model(input_ids=inputs["input_ids"][..., :cut], attention_mask=inputs["attention_mask"][..., :cut],
