@@ -20,14 +20,17 @@ unedited region ``U = 1 − mask`` and then compared over the *whole* image:
 ``MSE = mean((U·x − U·y)²)``, ``PSNR = 10 log₁₀(1 / MSE)`` (capped at 100 dB as elsewhere in the
 bench), ``SSIM`` the Gaussian SSIM (σ = 1.5, 11 taps; :func:`~diffedit_lab.metrics.ssim_map`,
 windows renormalised at the border where torchmetrics crops it — torchmetrics is not a
-dependency). LPIPS and CLIP score need downloaded networks: :func:`learned_metrics` says
-whether they can run here (nothing is downloaded).
+dependency). Learned metrics (:func:`learned_metrics`): the CLIP score (:class:`ClipScore`) when
+the CLIP model is already on the machine; LPIPS is skipped (it needs a package and weights that
+are not here); the report says why; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -195,23 +198,119 @@ def precision_recall(pred, true) -> tuple[float, float]:
     return pr(pred, true)
 
 
-def learned_metrics() -> dict[str, str]:
-    """LPIPS and CLIP score: why each is skipped here (they need networks that PIE-Bench's code
-    downloads — torchmetrics' LPIPS (SqueezeNet) and ``openai/clip-vit-large-patch14``; this bench
-    never downloads). Empty when both could run (not the case on this project's machines)."""
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+"""PIE-Bench's CLIP (their ``CLIPScore(model_name_or_path="openai/clip-vit-large-patch14")``)."""
+LEARNED = ("clip_score", "clip_score_edited")
+"""The rows' learned figures when CLIP is on the machine: PIE-Bench's
+``clip_similarity_target_image`` and ``clip_similarity_target_image_edit_part``."""
+
+
+class ClipScore:
+    """PIE-Bench's CLIP score (their ``calculate_clip_similarity``, torchmetrics' ``CLIPScore``)::
+
+        CLIP(x, t) = 100 · max(cos(E_img(x), E_txt(t)), 0)
+
+    with ``E_img``/``E_txt`` CLIP's projected image and text embeddings (ViT-L/14 in PIE-Bench;
+    the processor resizes and crops the image; a text longer than the model's positions is cut
+    there, as torchmetrics cuts it). The
+    edited-region score is the same on ``uint8(x · mask)`` (the edited region kept, the rest
+    black), as theirs."""
+
+    def __init__(self, model, processor, name: str):
+        self.model, self.processor, self.name = model.eval(), processor, name
+
+    def cosine(self, image, text: str) -> float:
+        """``cos(E_img(image), E_txt(text))`` for one (H, W, 3) uint8 image."""
+        import torch
+
+        with warnings.catch_warnings():  # transformers 5 warns that the tokenizer's max_length is unused
+            warnings.filterwarnings("ignore", message=".*max_length.*is ignored")
+            inputs = self.processor(text=[text], images=[np.asarray(image, np.uint8)], return_tensors="pt",
+                                    padding=True)
+        cut = self.model.config.text_config.max_position_embeddings  # a longer text is cut there, as torchmetrics
+        with torch.no_grad():
+            out = self.model(input_ids=inputs["input_ids"][..., :cut], attention_mask=inputs["attention_mask"][..., :cut],
+                             pixel_values=inputs["pixel_values"])
+        img = out.image_embeds / out.image_embeds.norm(dim=-1, keepdim=True)
+        txt = out.text_embeds / out.text_embeds.norm(dim=-1, keepdim=True)
+        return float((img * txt).sum(-1)[0])
+
+    def __call__(self, image, text: str, mask=None) -> float:
+        """``100 · max(cos, 0)`` of ``image`` (times ``mask`` when given: NaN for an empty mask)
+        and ``text`` (PIE-Bench's prompt without brackets)."""
+        image = np.asarray(image)
+        if mask is not None:
+            m = np.asarray(mask, np.float64)
+            if m.sum() == 0:
+                return float("nan")
+            image = np.uint8(image * m[..., None])
+        return 100.0 * max(self.cosine(image, plain(text)), 0.0)
+
+
+def load_clip(model: str | Path = DEFAULT_CLIP) -> ClipScore:
+    """CLIP (``CLIPModel`` + ``CLIPProcessor``) from a local folder or the local Hugging Face
+    cache, ``local_files_only=True``: never downloads. Raises ``LookupError`` with the reason
+    when it is not on this machine (or is not a CLIP model)."""
+    try:
+        from transformers import CLIPModel, CLIPProcessor
+    except ImportError as err:  # pragma: no cover — transformers is a dependency
+        raise LookupError(f"transformers cannot load CLIP here ({err})") from None
+    try:
+        clip = CLIPModel.from_pretrained(str(model), local_files_only=True)
+        processor = CLIPProcessor.from_pretrained(str(model), local_files_only=True)
+    except OSError:
+        raise LookupError(f"{model} is not on this machine (not a folder, not in the local Hugging Face cache; "
+                          f"nothing is downloaded): `hf download {model}` once, or pass --clip-model DIR") from None
+    except Exception as err:  # noqa: BLE001 — a folder that is not a CLIP model
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise LookupError(f"{model} could not be loaded as a CLIP model ({type(err).__name__}: {first})") from None
+    return ClipScore(clip, processor, str(model))
+
+
+@functools.lru_cache(maxsize=4)
+def clip_scorer(model: str | None = DEFAULT_CLIP) -> ClipScore | str:
+    """:func:`load_clip` once per process: the scorer, or why the CLIP score is skipped
+    (``"skipped: …"``). ``None`` or ``"none"``: turned off."""
+    if model is None or str(model).lower() == "none":
+        return "skipped: turned off (--clip-model none)"
+    try:
+        return load_clip(model)
+    except LookupError as err:
+        return f"skipped: {err}"
+
+
+def learned_row(image, text: str, mask, clip_model: str | None = DEFAULT_CLIP) -> dict[str, float]:
+    """A row's learned figures (:data:`LEARNED`) when CLIP is on the machine, else ``{}``:
+    the CLIP score of the whole edited ``image`` with the editing prompt, and of its edited
+    region (``mask``)."""
+    scorer = clip_scorer(clip_model)
+    if isinstance(scorer, str):
+        return {}
+    return dict(clip_score=scorer(image, text), clip_score_edited=scorer(image, text, mask))
+
+
+def lpips_status() -> str:
+    """Why LPIPS is skipped. PIE-Bench's is torchmetrics' ``LearnedPerceptualImagePatchSimilarity
+    (net_type="squeeze")``: a package (torchmetrics or lpips) and its network weights (torchvision's
+    SqueezeNet, downloaded on first use) are needed; the bench computes it only when both are
+    on the machine, which it cannot check without loading them — it does not implement that path
+    (no such package is a dependency of this project)."""
     import importlib.util
 
-    out = {}
-    if importlib.util.find_spec("torchmetrics") is None and importlib.util.find_spec("lpips") is None:
-        out["lpips"] = "skipped: neither torchmetrics nor lpips is installed (and their weights are downloaded)"
-    else:
-        out["lpips"] = "skipped: the bench does not load LPIPS weights (they would be downloaded)"
-    try:
-        from huggingface_hub import try_to_load_from_cache
+    have = [n for n in ("torchmetrics", "lpips") if importlib.util.find_spec(n) is not None]
+    if not have:
+        return ("skipped: neither torchmetrics nor lpips is installed (PIE-Bench's LPIPS is torchmetrics' "
+                "with SqueezeNet weights, which it downloads); nothing is downloaded")
+    return (f"skipped: {' and '.join(have)} installed, but its LPIPS loads network weights that may be "
+            "downloaded, and this bench does not load them; nothing is downloaded")
 
-        cached = isinstance(try_to_load_from_cache("openai/clip-vit-large-patch14", "config.json"), str)
-    except Exception:  # noqa: BLE001 — no hub library or no cache: not available
-        cached = False
-    out["clip_score"] = ("skipped: openai/clip-vit-large-patch14 is cached but CLIP score is not implemented yet"
-                         if cached else "skipped: openai/clip-vit-large-patch14 is not in the local Hugging Face cache")
-    return out
+
+def learned_metrics(clip_model: str | None = DEFAULT_CLIP) -> dict[str, str]:
+    """LPIPS and CLIP score: for each, ``"computed: …"`` or ``"skipped: <why>"`` (results.json's
+    ``settings.learned_metrics``). Nothing is downloaded: CLIP runs only when ``clip_model`` (a
+    model id or a folder) is already on this machine (:func:`clip_scorer`)."""
+    scorer = clip_scorer(clip_model)
+    clip = scorer if isinstance(scorer, str) else (
+        f"computed: {scorer.name}, 100·max(cos, 0) of the edited image (clip_score) and of its edited region "
+        "(clip_score_edited) with the editing prompt, as PIE-Bench")
+    return dict(lpips=lpips_status(), clip_score=clip)

@@ -52,8 +52,11 @@ PIE-Bench with a real checkpoint (``--model``), or held-out shapes-world edits e
 ``python -m diffedit_lab.toy.export_bench DIR`` (the same rows as the direct run). Every row also
 has PIE-Bench's figures on the unedited region (PSNR, MSE, SSIM: ``psnr_unedited``,
 ``mse_unedited``, ``ssim_unedited``) and the mask's precision and recall; on real images the
-pixel checker cannot run, so edit success and untouched kept are NaN. LPIPS and CLIP score are
-skipped (they need downloaded networks; ``settings.learned_metrics`` says why).
+pixel checker cannot run, so edit success and untouched kept are NaN. The CLIP score
+(``clip_score``, ``clip_score_edited``: PIE-Bench's, 100·max(cos, 0) with CLIP ViT-L/14) is added to
+every row when ``--clip-model`` (default ``openai/clip-vit-large-patch14``) is already on the
+machine; otherwise, and for LPIPS, ``settings.learned_metrics`` says why it was skipped. Nothing
+is downloaded.
 
 **Several processes** (CPU cores, GPUs, machines): ``accelerate launch --num_processes N -m
 diffedit_lab.bench quality …`` splits the batches of edits between the processes (``accelerate``'s
@@ -84,6 +87,7 @@ from pathlib import Path
 import torch
 
 from ..models import set_threads
+from .pie import DEFAULT_CLIP
 from .quality_report import (  # noqa: F401  (the public API of the benchmark, re-exported)
     ENCODINGS,
     LABELS,
@@ -154,6 +158,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", type=Path, default=None,
                    help="a folder laid out as PIE-Bench (mapping_file.json, annotation_images/): its edits instead "
                         "of the shapes world's (--edits N: the first N)")
+    p.add_argument("--clip-model", default=None, metavar="ID_OR_DIR",
+                   help=f"CLIP for PIE-Bench's CLIP score, a model id in the local Hugging Face cache or a folder "
+                        f"(default {DEFAULT_CLIP}); not on this machine: skipped and the report says why "
+                        "(nothing is downloaded); 'none': off")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -163,6 +171,7 @@ def settings_from(a: argparse.Namespace) -> Settings:
     s = replace(Settings(), **QUICK) if a.quick else Settings()
     given = dict(edits=a.edits, steps=a.steps, ratios=tuple(a.ratios) if a.ratios else None)
     s = replace(s, seed=a.seed, batch=a.batch, successors=not a.no_successors,
+                clip_model=DEFAULT_CLIP if a.clip_model is None else a.clip_model,
                 **{k: v for k, v in given.items() if v is not None})
     if s.ablation_r not in s.ratios and a.ratios:
         s = replace(s, ablation_r=max(s.ratios))
@@ -207,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model {a.model or 'embedded toy model'}: {s.edits} edits"
               + (f" from {a.dataset}" if a.dataset else "") + f", r ∈ {list(s.ratios)}, {s.steps} DDIM steps, "
               f"{state.num_processes} process(es) of {torch.get_num_threads()} thread(s)", flush=True)
+        from .pie import learned_metrics
+
+        for name, status in learned_metrics(s.clip_model).items():
+            print(f"{name}: {status}", flush=True)
     out = run(c, s, model_dir=a.model, progress=not a.no_progress, items=items,
               dataset=str(a.dataset) if a.dataset else None)
     if not state.is_main_process:
