@@ -334,8 +334,8 @@ class Explorer(_App):
     """The DiffEdit explorer (notebook 05). See :func:`explorer`.
 
     ``.controls``: ``scene``, ``kind``, ``upload``, ``source``, ``target``, ``n``,
-    ``mask_strength``, ``seed``, ``clamp_ratio``, ``threshold``, ``strength``, ``steps``,
-    ``guidance``; ``.run_button``, ``.progress``, ``.status``; ``.mask_output`` (the live mask)
+    ``mask_noise``, ``seed``, ``clamp_ratio``, ``threshold``, ``encoding_ratio``, ``steps``,
+    ``guidance`` (the settings' own names, :class:`~diffedit_lab.EditSettings`); ``.run_button``, ``.progress``, ``.status``; ``.mask_output`` (the live mask)
     and ``.output`` (the edit); ``.input_output`` (the input, its VAE round trip and the warning).
     State: ``.image``, ``.edit_spec`` (the toy scene's edit, or ``None`` for an upload),
     ``.reading`` (what the typed texts say about the scene: ``toy.texts.Reading``; ``None`` for an
@@ -393,13 +393,13 @@ class Explorer(_App):
             "target": W.Text(value=target, description="target Q", placeholder="what it should become",
                              style=STYLE, layout=W.Layout(width="48%"), **SLOW),
             "n": _int_slider("noise draws n", s.n, 1, 20, **SLOW),
-            "mask_strength": _float_slider("mask noise s", s.mask_noise, 0.1, 0.9, 0.05, **SLOW),
+            "mask_noise": _float_slider("mask noise s", s.mask_noise, 0.1, 0.9, 0.05, **SLOW),
             "seed": W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", style=STYLE,
                                      layout=W.Layout(width="160px"), **SLOW),
             "clamp_ratio": _float_slider("clamp ratio κ", s.clamp_ratio, 0.5, 10.0, 0.25),
             "threshold": _float_slider("threshold τ", s.threshold, 0.05, 0.95, 0.05),
             "fill_holes": _fill_checkbox(s.fill_holes),
-            "strength": _float_slider("encoding ratio r", s.encoding_ratio, 0.1, 1.0, 0.05, **SLOW),
+            "encoding_ratio": _float_slider("encoding ratio r", s.encoding_ratio, 0.1, 1.0, 0.05, **SLOW),
             "steps": _int_slider("DDIM steps", s.steps, 2, 100, **SLOW),
             "guidance": _float_slider("guidance w", s.guidance, 1.0, 15.0, 0.5, **SLOW),
         }
@@ -415,11 +415,11 @@ class Explorer(_App):
         ctl["scene"].observe(self._safe(lambda ch: moved(ch) and self._on_scene()), names="value")
         ctl["kind"].observe(self._safe(lambda ch: moved(ch) and self._on_scene()), names="value")
         ctl["upload"].observe(self._safe(lambda ch: self._on_upload(ch["new"])), names="value")
-        for name in ("source", "target", "n", "mask_strength", "seed", "steps"):  # the mask's t depends on the steps
+        for name in ("source", "target", "n", "mask_noise", "seed", "steps"):  # the mask's t depends on the steps
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_mask_input()), names="value")
         for name in ("clamp_ratio", "threshold", "fill_holes"):
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_threshold()), names="value")
-        for name in ("strength", "guidance"):  # no model call until Run: only the shown edit goes stale
+        for name in ("encoding_ratio", "guidance"):  # no model call until Run: only the shown edit goes stale
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self.is_stale() and self._set_status(self.stale_line())),
                               names="value")
         self.run_button.on_click(self._safe(lambda _b: self.run()))
@@ -432,12 +432,12 @@ class Explorer(_App):
             self.input_output,
             W.HBox([ctl["source"], ctl["target"]]),
             W.HTML("<b>1 · mask</b> (a model call when these change)"),
-            _row([ctl["n"], ctl["mask_strength"], ctl["seed"]]),
+            _row([ctl["n"], ctl["mask_noise"], ctl["seed"]]),
             W.HTML("<b>mask threshold</b> (instant: no model call)"),
             _row([ctl["clamp_ratio"], ctl["threshold"], ctl["fill_holes"]]),
             self.mask_output,
             W.HTML("<b>2 · encode and 3 · decode</b>"),
-            _row([ctl["strength"], ctl["steps"], ctl["guidance"]]),
+            _row([ctl["encoding_ratio"], ctl["steps"], ctl["guidance"]]),
             W.HBox([self.run_button, self.progress]),
             self.status,
             self.output,
@@ -523,9 +523,9 @@ class Explorer(_App):
 
         ctl = self.controls
         return EditSettings.for_model(
-            self.components(), n=ctl["n"].value, mask_noise=ctl["mask_strength"].value,
+            self.components(), n=ctl["n"].value, mask_noise=ctl["mask_noise"].value,
             clamp_ratio=ctl["clamp_ratio"].value, threshold=ctl["threshold"].value, fill_holes=ctl["fill_holes"].value,
-            encoding_ratio=ctl["strength"].value, steps=ctl["steps"].value, guidance=ctl["guidance"].value,
+            encoding_ratio=ctl["encoding_ratio"].value, steps=ctl["steps"].value, guidance=ctl["guidance"].value,
         )
 
     def compute_mask(self):
@@ -594,8 +594,8 @@ class Explorer(_App):
         self._show_result(time.perf_counter() - t0)
         return self.result
 
-    STALE_KEYS = ("source", "target", "n", "mask_strength", "seed", "clamp_ratio", "threshold", "fill_holes",
-                  "strength", "steps", "guidance")
+    STALE_KEYS = ("source", "target", "n", "mask_noise", "seed", "clamp_ratio", "threshold", "fill_holes",
+                  "encoding_ratio", "steps", "guidance")
 
     def _control_values(self) -> dict:
         return {k: self.controls[k].value for k in self.STALE_KEYS}

@@ -22,7 +22,7 @@ from diffedit_lab.metrics import mask_iou
 pytestmark = pytest.mark.widgets
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-SMALL = {"n": 2, "steps": 4, "strength": 0.5}  # keep the tiny model's runs short
+SMALL = {"n": 2, "steps": 4, "encoding_ratio": 0.5}  # keep the tiny model's runs short
 
 
 def outputs(out) -> str:
@@ -154,8 +154,8 @@ def test_explorer_starts_on_a_toy_scene(app):
     assert app.mask is not None and app.mask_computations == 1
     assert kinds(app.mask_output) == ["text/html"]
     assert app.last_error is None and "IoU" in app.status.value
-    expected = {"scene", "kind", "upload", "source", "target", "n", "mask_strength", "seed", "clamp_ratio",
-                "threshold", "fill_holes", "strength", "steps", "guidance"}
+    expected = {"scene", "kind", "upload", "source", "target", "n", "mask_noise", "seed", "clamp_ratio",
+                "threshold", "fill_holes", "encoding_ratio", "steps", "guidance"}
     assert set(app.controls) == expected
 
 
@@ -177,14 +177,14 @@ def test_explorer_ignores_float_noise_from_the_browser(app):
     done = app.status.value
     redraw = outputs(app.mask_output)
     computations = app.mask_computations
-    for name in ("threshold", "clamp_ratio", "mask_strength"):
+    for name in ("threshold", "clamp_ratio", "mask_noise"):
         app.controls[name].value = app.controls[name].value * (1 + 1e-15) - 1e-17
     assert app.mask_computations == computations and outputs(app.mask_output) == redraw
     assert app.status.value == done  # "edit 1 done …" is not overwritten
     assert widgets.moved({"old": 0.4, "new": 0.45}) and not widgets.moved({"old": 0.4, "new": 0.39999999999999997})
 
 
-@pytest.mark.parametrize("name", ["n", "mask_strength", "seed", "steps"])
+@pytest.mark.parametrize("name", ["n", "mask_noise", "seed", "steps"])
 def test_explorer_mask_inputs_recompute(app, name):
     control = app.controls[name]
     app.controls["steps"].value = 20  # so that every mask strength covers a DDIM step
@@ -232,8 +232,8 @@ def test_explorer_run_matches_edit(app, tiny_components):
     assert app.progress.value == app.progress.max
     ctl = app.controls
     ref = edit(tiny_components, app.image, ctl["source"].value, ctl["target"].value, n=ctl["n"].value,
-               mask_strength=ctl["mask_strength"].value, clamp_ratio=ctl["clamp_ratio"].value,
-               threshold=ctl["threshold"].value, strength=ctl["strength"].value, steps=ctl["steps"].value,
+               mask_noise=ctl["mask_noise"].value, clamp_ratio=ctl["clamp_ratio"].value,
+               threshold=ctl["threshold"].value, encoding_ratio=ctl["encoding_ratio"].value, steps=ctl["steps"].value,
                guidance=ctl["guidance"].value, seed=ctl["seed"].value, fill_holes=ctl["fill_holes"].value,
                progress=False)
     assert torch.allclose(app.result.latents, ref.latents, atol=1e-5)
@@ -246,8 +246,8 @@ def test_explorer_run_sweeps_and_caches(app):
         app.controls["guidance"].value = value
         app.run_button.click()
     assert app.inversions == 1  # guidance does not change the encoding: cached
-    for value in (0.25, app.controls["strength"].max):
-        app.controls["strength"].value = value
+    for value in (0.25, app.controls["encoding_ratio"].max):
+        app.controls["encoding_ratio"].value = value
         app.run_button.click()
     assert app.inversions == 3 and app.runs == 6
     assert outputs(app.output) != first and app.last_error is None, app.last_traceback
@@ -256,7 +256,7 @@ def test_explorer_run_sweeps_and_caches(app):
 
 def test_explorer_too_small_strength_is_a_message(app):
     app.controls["steps"].value = 2
-    app.controls["strength"].value = app.controls["strength"].min  # 2 × 0.1 covers no DDIM step
+    app.controls["encoding_ratio"].value = app.controls["encoding_ratio"].min  # 2 × 0.1 covers no DDIM step
     app.run_button.click()
     assert "⚠ ValueError" in app.status.value and not app.run_button.disabled
 

@@ -17,7 +17,7 @@ from diffedit_lab import widgets
 pytestmark = pytest.mark.widgets
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-SMALL = {"n": 2, "steps": 4, "strength": 0.5}
+SMALL = {"n": 2, "steps": 4, "encoding_ratio": 0.5}
 
 
 @pytest.fixture()
