@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the browser set-up of tests/test_browser.py
-from test_browser import CHROMIUM, FLAGS, RUN_ALL_S, free_port, screenshot  # noqa: E402
+from test_browser import CHROMIUM, FLAGS, RUN_ALL_S, free_port, nudge_threshold, screenshot  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -111,15 +111,7 @@ def test_app_page_moves_the_threshold_and_runs_an_edit(app):
             assert page.locator(".jupyter-widgets .widget-slider").count() >= 7
 
             # the threshold slider: the mask strip re-thresholds (no model call)
-            strip = page.locator(".jupyter-widgets .jp-OutputArea-output:has-text('τ =')").first
-            before = strip.inner_text()
-            handle = page.locator(".widget-slider:has(.widget-label:text-is('threshold τ')) .noUi-handle").first
-            handle.focus()
-            page.keyboard.press("ArrowLeft")
-            page.keyboard.press("ArrowLeft")
-            page.wait_for_function(
-                "before => [...document.querySelectorAll('.jupyter-widgets .jp-OutputArea-output')]"
-                ".some(e => e.innerText.includes('τ =') && e.innerText !== before)", arg=before, timeout=60_000)
+            nudge_threshold(page, "ArrowLeft")
 
             # Run edit in the page: a second edit, and its figure in the app's output
             images_before = page.locator(".jupyter-widgets .jp-OutputArea-output img").count()

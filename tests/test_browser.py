@@ -148,6 +148,36 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+STATUS = ".jupyter-widgets .widget-html-content"  # the explorer's status line
+EXPLORER_CELLS = [  # a short explorer notebook for the tests that drive it off the script
+    "import torch\ntorch.set_num_threads(1)\nfrom diffedit_lab.widgets import explorer",
+    "app = explorer(scene=0, kind='colour', settings={'steps': 10, 'n': 4})\napp",
+]
+
+
+def write_notebook(path: Path, cells: list[str] = EXPLORER_CELLS) -> None:
+    """A notebook of ``cells`` (code, no outputs) at ``path``."""
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
+                    for src in cells],
+          "nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    path.write_text(json.dumps(nb))
+
+
+def nudge_threshold(page, key: str = "ArrowRight") -> None:
+    """Move the threshold slider two steps with the keyboard and wait until the mask strip
+    re-thresholds (no model call)."""
+    strip = page.locator(".jupyter-widgets .jp-OutputArea-output:has-text('τ =')").first
+    before = strip.inner_text()
+    handle = page.locator(".widget-slider:has(.widget-label:text-is('threshold τ')) .noUi-handle").first
+    handle.focus()
+    page.keyboard.press(key)
+    page.keyboard.press(key)
+    page.wait_for_function(
+        "before => [...document.querySelectorAll('.jupyter-widgets .jp-OutputArea-output')]"
+        ".some(e => e.innerText.includes('τ =') && e.innerText !== before)", arg=before, timeout=60_000)
+
+
 def test_explorer_renders_and_runs_in_jupyterlab(lab, page):
     page.goto(lab["url"] + f"lab/tree/{NOTEBOOK}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
@@ -172,15 +202,7 @@ def test_explorer_renders_and_runs_in_jupyterlab(lab, page):
         assert page.locator(".widget-upload").count() == 1
 
         # move the threshold slider in the page: the mask strip re-thresholds (no model call)
-        strip = page.locator(".jupyter-widgets .jp-OutputArea-output:has-text('τ =')").first
-        before = strip.inner_text()
-        handle = page.locator(".widget-slider:has(.widget-label:text-is('threshold τ')) .noUi-handle").first
-        handle.focus()
-        page.keyboard.press("ArrowRight")
-        page.keyboard.press("ArrowRight")
-        page.wait_for_function(
-            "before => [...document.querySelectorAll('.jupyter-widgets .jp-OutputArea-output')]"
-            ".some(e => e.innerText.includes('τ =') && e.innerText !== before)", arg=before, timeout=60_000)
+        nudge_threshold(page, "ArrowRight")
 
         # click Run edit in the page: a second edit
         page.locator(".jupyter-widgets button:has-text('Run edit')").first.click()

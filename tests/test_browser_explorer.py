@@ -15,29 +15,16 @@ Screenshots: artifacts/explorer_texts.png, artifacts/explorer_upload.png.
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
-from test_browser import RUN_ALL_S, accept_kernel_dialog, lab, page, screenshot  # noqa: F401  (fixtures)
+from test_browser import (  # noqa: F401  (fixtures)
+    RUN_ALL_S, STATUS, accept_kernel_dialog, lab, page, screenshot, write_notebook)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NOTEBOOK = "explorer_off_script.ipynb"
-CELLS = [
-    "import torch\ntorch.set_num_threads(1)\nfrom diffedit_lab.widgets import explorer",
-    "app = explorer(scene=0, kind='colour', settings={'steps': 10, 'n': 4})\napp",
-]
-STATUS = ".jupyter-widgets .widget-html-content"
-
-
-def write_notebook(path) -> None:
-    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
-             for src in CELLS]
-    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
-    path.write_text(json.dumps(nb))
 
 
 def type_text(page, label: str, text: str) -> None:
