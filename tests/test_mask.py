@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -61,15 +60,14 @@ def test_rethreshold_needs_no_model_and_is_monotonic(result, monkeypatch):
     assert torch.equal(wider.difference, result.difference) and wider.mask.sum() <= result.mask.sum()
 
 
-def test_rethreshold_is_fast_for_a_64x64_map(result):
+def test_rethreshold_of_a_64x64_map_is_array_work_only(result, monkeypatch):
+    """Its speed is measured by ``bench speed`` (scenario d), not here: no model call, maps of the
+    map's own size."""
+    monkeypatch.setattr(mask_module, "unet_output", None)  # any model call would fail
     big = MaskResult(**{**result.__dict__, "difference": torch.rand(1, 64, 64)})
-    big.rethreshold(threshold=0.4)
-    times = []
-    for _ in range(10):
-        start = time.perf_counter()
-        big.rethreshold(threshold=0.4, clamp_ratio=2.0)
-        times.append(time.perf_counter() - start)
-    assert sorted(times)[len(times) // 2] < 0.02
+    cut = big.rethreshold(threshold=0.4, clamp_ratio=2.0)
+    assert cut.mask.shape == cut.normalized.shape == (1, 64, 64)
+    assert torch.equal(cut.mask, (cut.normalized > 0.4).to(cut.mask.dtype))
 
 
 def test_to_image_is_a_binary_l_image_at_image_size(result):
