@@ -356,6 +356,11 @@ def _run_edit(args) -> int:
 
     from diffedit_lab import EditSettings, edit, load_components, load_image
     from diffedit_lab.inputs import MIN_SIDE
+    from diffedit_lab.models import set_threads
+
+    # a few threads, not one per core: on a CPU shared with other work, torch's default makes
+    # every step wait for a thread that lost its core (150 s instead of 7 s, measured)
+    set_threads()  # $DIFFEDIT_THREADS (or $OMP_NUM_THREADS) chooses
 
     if args.quiet:
         _silence_libraries()

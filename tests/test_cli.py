@@ -67,10 +67,16 @@ def files(folder: Path) -> set[str]:
 # ---------------------------------------------------------------- end to end, tiny model
 # Two real edits only (each costs seconds on a busy CPU): in-process with --force over an
 # existing output, and in a child process into a fresh path (the no-overwrite hard-link path).
-def test_edit_writes_image_and_mask_and_force_overwrites(capsys, workdir, tiny_model_dir):
+def test_edit_writes_image_and_mask_and_force_overwrites(capsys, workdir, tiny_model_dir, monkeypatch):
+    import diffedit_lab.models as models
+
+    calls = []
+    real_set_threads = models.set_threads
+    monkeypatch.setattr(models, "set_threads", lambda *a, **k: calls.append((a, k)) or real_set_threads(*a, **k))
     (workdir / "out.png").write_bytes(b"old")
     code, _, err = run(capsys, edit_args(workdir, tiny_model_dir, "--mask-out", str(workdir / "mask.png"), "--force"))
     assert code == 0, err
+    assert calls == [((), {})]  # a few threads for a shared CPU ($DIFFEDIT_THREADS chooses), not one per core
     assert files(workdir) == {"in.png", "out.png", "mask.png"}  # and no temporary file left
     with Image.open(workdir / "out.png") as out, Image.open(workdir / "mask.png") as mask:
         assert out.size == (32, 32)
