@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the browser set-up of tests/test_browser.py
-from test_browser import CHROMIUM, FLAGS, RUN_ALL_S, free_port, nudge_threshold, screenshot  # noqa: E402
+from test_browser import CHROMIUM, FLAGS, RUN_ALL_S, free_port, nudge_threshold, screenshot, stop_server  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -82,12 +82,7 @@ def app(tmp_path_factory):
                 time.sleep(0.5)
         yield {"url": url, "tmp": tmp, "log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def test_app_page_moves_the_threshold_and_runs_an_edit(app):

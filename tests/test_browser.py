@@ -65,6 +65,16 @@ def wait_for_server(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"JupyterLab did not answer within {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Terminate a server started by a fixture (killed if it does not stop within 20 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server on a copy of notebooks/, its URL; stopped afterwards."""
@@ -106,12 +116,7 @@ def lab(tmp_path_factory):
         wait_for_server(url, proc, log)
         yield {"url": url, "tmp": tmp, "log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 @pytest.fixture(scope="module")
