@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -36,20 +37,19 @@ def refuse(*args, **kwargs):
 def import_torchvision():
     """torchvision; when its C++ ops cannot load (e.g. a CUDA torchvision wheel beside a CPU
     torch), its op registrations are skipped: LPIPS uses none of those ops."""
+    import importlib
+
     try:
-        import torchvision  # noqa: F401
+        return importlib.import_module("torchvision")
     except RuntimeError:
         for name in [m for m in sys.modules if m.startswith("torchvision")]:
             del sys.modules[name]
         keep = torch.library.register_fake
         torch.library.register_fake = lambda *a, **k: (lambda f: f)
         try:
-            import torchvision  # noqa: F401
+            return importlib.import_module("torchvision")
         finally:
             torch.library.register_fake = keep
-    import torchvision
-
-    return torchvision
 
 
 def pie_bench_lpips(metric, img_pred, img_gt, mask):
@@ -100,7 +100,7 @@ def main() -> int:
         tm_file = Path(torchmetrics.__file__).parent / "functional" / "image" / "lpips_models" / "squeeze.pth"
         real = ours.load_lpips(tm_file)
         values["real_lin_unedited_ab"] = (pie.lpips_unedited(real, a, b, mask), pie_bench_lpips(metric, a, b, mask))
-    print(f"torch {torch.__version__}, torchvision {tv.__version__}, lpips {getattr(lpips, '__version__', '?')}, "
+    print(f"torch {torch.__version__}, torchvision {tv.__version__}, lpips {version('lpips')}, "
           f"torchmetrics {torchmetrics.__version__}")
     worst = 0.0
     for name, (x, y) in values.items():

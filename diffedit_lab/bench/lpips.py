@@ -8,9 +8,11 @@ on the scaled image ``(x − shift) / scale``, ``ŷ_l = F_l / (‖F_l‖₂ over
 channel-unit-normalised features and ``w_l ≥ 0`` the learned per-channel weights (a 1×1
 convolution to one channel, no bias)::
 
-    LPIPS(x, x0) = Σ_l 1/(H_l W_l) Σ_{h,w} ‖ w_l ⊙ (ŷ_l − ŷ0_l)_{hw} ‖²
+    LPIPS(x, x0) = Σ_l 1/(H_l W_l) Σ_{h,w} Σ_c w_lc (ŷ_l − ŷ0_l)²_{chw}
 
-which the code below computes as ``Σ_l mean_{h,w}( conv1x1_{w_l}( (ŷ_l − ŷ0_l)² ) )``.
+— the paper's ``Σ_l 1/(H_l W_l) Σ_{h,w} ‖ w_l ⊙ (ŷ_l − ŷ0_l)_{hw} ‖²`` as its released code computes
+it, the learned weights applied to the squared difference (the paper's form with ``√w_l``), i.e.
+``Σ_l mean_{h,w}( conv1x1_{w_l}( (ŷ_l − ŷ0_l)² ) )`` in :meth:`LPIPS.forward`.
 
 Line for line it follows the reference implementation, richzhang/PerceptualSimilarity
 (the ``lpips`` package, 0.1.4), which torchmetrics copies (``functional/image/lpips.py``):
@@ -35,8 +37,9 @@ Weights, two files, both looked for and never fetched:
   (``torchmetrics/functional/image/lpips_models/squeeze.pth``), or a file given explicitly.
 
 Why our own module rather than torchmetrics/lpips: those need torchvision, and build the backbone
-through torchvision's weight API (which downloads when the file is missing); these ~60 lines need
-only torch and the two files, and raise instead of downloading. Unlike the reference's
+through torchvision's weight API (which downloads when the file is missing); this module needs
+only torch and the two files, and raises instead of downloading (equal to both on the same
+files: tests/test_bench_lpips.py, scripts/check_lpips_reference.py). Unlike the reference's
 ``load_state_dict(strict=False)``, a linear-layer file without the expected keys is an error, not
 silently random weights.
 """
