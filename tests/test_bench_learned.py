@@ -1,6 +1,7 @@
 """Learned metrics of the bench (issue 15): PIE-Bench's CLIP score, 100·max(cos, 0), computed when
 the CLIP model is on the machine (here a tiny random CLIP saved to a folder), and skipped with the
-reason — nothing downloaded — when it is not; LPIPS skipped with the reason."""
+reason — nothing downloaded — when it is not; LPIPS skipped with the reason when its weights are not
+here (LPIPS computed: tests/test_bench_lpips.py)."""
 
 from __future__ import annotations
 
@@ -151,16 +152,14 @@ def test_missing_clip_is_skipped_with_the_reason_and_nothing_is_downloaded(tmp_p
     assert not no_network
 
 
-def test_lpips_is_skipped_with_the_exact_reason():
-    import importlib.util
-
+def test_lpips_is_skipped_with_the_exact_reason(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty torch hub: no SqueezeNet file
+    backbone = tmp_path / "torch" / "hub" / "checkpoints" / "squeezenet1_1-b8a52dc0.pth"
     status = pie.learned_metrics("none")["lpips"]
-    assert status.startswith("skipped: ")
-    have = [n for n in ("torchmetrics", "lpips") if importlib.util.find_spec(n) is not None]
-    if not have:
-        assert "neither torchmetrics nor lpips is installed" in status
-    else:
-        assert " and ".join(have) in status
+    assert status.startswith("skipped: ") and f"SqueezeNet 1.1's weights {backbone} are not there" in status
+    assert "nothing is downloaded" in status
+    assert pie.learned_metrics("none", "none")["lpips"] == "skipped: turned off (--lpips-weights none)"
+    assert not no_network
 
 
 def test_cli_option_reaches_the_run(tiny_clip):
@@ -170,8 +169,10 @@ def test_cli_option_reaches_the_run(tiny_clip):
     assert settings_from(parse_args(["--clip-model", str(tiny_clip)])).clip_model == str(tiny_clip)
 
 
-def test_quick_bench_on_a_pie_bench_folder_reports_the_clip_score(tiny_clip, tiny_model_dir, tmp_path):
+def test_quick_bench_on_a_pie_bench_folder_reports_the_clip_score(tiny_clip, tiny_model_dir, tmp_path, monkeypatch):
     import json
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no LPIPS weights here, whatever this machine has
 
     from diffedit_lab.bench.__main__ import main
     from diffedit_lab.toy import export_bench
@@ -192,6 +193,7 @@ def test_quick_bench_on_a_pie_bench_folder_reports_the_clip_score(tiny_clip, tin
     assert res["settings"]["learned_metrics"]["lpips"].startswith("skipped: ")
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert rows and all(0 <= r["clip_score"] <= 100 and 0 <= r["clip_score_edited"] <= 100 for r in rows)
+    assert not any("lpips_unedited" in r for r in rows) and "lpips_unedited" not in res["methods"]["diffedit"]["0.8"]
     for kind, methods in res["by_kind"].items():
         mine = [r["clip_score"] for r in rows if r["kind"] == kind and r["method"] == "diffedit" and r["r"] == 0.8
                 and r["variant"] is None]

@@ -20,9 +20,20 @@ unedited region ``U = 1 − mask`` and then compared over the *whole* image:
 ``MSE = mean((U·x − U·y)²)``, ``PSNR = 10 log₁₀(1 / MSE)`` (capped at 100 dB as elsewhere in the
 bench), ``SSIM`` the Gaussian SSIM (σ = 1.5, 11 taps; :func:`~diffedit_lab.metrics.ssim_map`,
 windows renormalised at the border where torchmetrics crops it — torchmetrics is not a
-dependency). Learned metrics (:func:`learned_metrics`): the CLIP score (:class:`ClipScore`) when
-the CLIP model is already on the machine; LPIPS is skipped (it needs a package and weights that
-are not here); the report says why; nothing is downloaded.
+dependency). Learned metrics (:func:`learned_metrics`), each only when its weights are already on
+the machine, else the report says which file is missing and where it was looked for; nothing is
+downloaded:
+
+* the CLIP score (:class:`ClipScore`) when the CLIP model is in the local Hugging Face cache or a
+  folder;
+* LPIPS on the unedited region (:func:`lpips_unedited`, ``lpips_unedited`` in the rows): their
+  ``calculate_lpips(src, tgt, 1 − mask, 1 − mask)``, i.e. both images in [0, 1] (float32)
+  multiplied by ``U`` and mapped to [−1, 1] (``2x − 1``), then torchmetrics'
+  ``LearnedPerceptualImagePatchSimilarity(net_type="squeeze")`` over the whole image — here
+  :class:`~diffedit_lab.bench.lpips.LPIPS` (the same network, our code) with torchvision's
+  cached SqueezeNet 1.1 file and LPIPS's linear layers from an installed ``lpips``/torchmetrics
+  or ``--lpips-weights FILE`` (:func:`~diffedit_lab.bench.lpips.find_weights`). NaN when the
+  unedited region is empty (their ``"nan"``).
 """
 
 from __future__ import annotations
@@ -200,9 +211,9 @@ def precision_recall(pred, true) -> tuple[float, float]:
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 """PIE-Bench's CLIP (their ``CLIPScore(model_name_or_path="openai/clip-vit-large-patch14")``)."""
-LEARNED = ("clip_score", "clip_score_edited")
-"""The rows' learned figures when CLIP is on the machine: PIE-Bench's
-``clip_similarity_target_image`` and ``clip_similarity_target_image_edit_part``."""
+LEARNED = ("clip_score", "clip_score_edited", "lpips_unedited")
+"""The rows' learned figures when their weights are on the machine: PIE-Bench's
+``clip_similarity_target_image``, ``clip_similarity_target_image_edit_part`` and ``lpips_unedit_part``."""
 
 
 class ClipScore:
@@ -279,38 +290,87 @@ def clip_scorer(model: str | None = DEFAULT_CLIP) -> ClipScore | str:
         return f"skipped: {err}"
 
 
-def learned_row(image, text: str, mask, clip_model: str | None = DEFAULT_CLIP) -> dict[str, float]:
-    """A row's learned figures (:data:`LEARNED`) when CLIP is on the machine, else ``{}``:
-    the CLIP score of the whole edited ``image`` with the editing prompt, and of its edited
-    region (``mask``)."""
+def learned_row(image, text: str, mask, clip_model: str | None = DEFAULT_CLIP, *, source=None,
+                lpips_weights: str | None = None) -> dict[str, float]:
+    """A row's learned figures (:data:`LEARNED`) whose weights are on the machine (none: ``{}``):
+    the CLIP score of the whole edited ``image`` with the editing prompt, and of its edited region
+    (``mask``); with ``source`` (the unedited image), LPIPS between the two on the unedited
+    region (:func:`lpips_unedited`)."""
+    out = {}
     scorer = clip_scorer(clip_model)
-    if isinstance(scorer, str):
-        return {}
-    return dict(clip_score=scorer(image, text), clip_score_edited=scorer(image, text, mask))
+    if not isinstance(scorer, str):
+        out.update(clip_score=scorer(image, text), clip_score_edited=scorer(image, text, mask))
+    if source is not None:
+        lpips = lpips_scorer(lpips_weights)
+        if not isinstance(lpips, str):
+            out["lpips_unedited"] = lpips_unedited(lpips, source, image, mask)
+    return out
 
 
-def lpips_status() -> str:
-    """Why LPIPS is skipped. PIE-Bench's is torchmetrics' ``LearnedPerceptualImagePatchSimilarity
-    (net_type="squeeze")``: a package (torchmetrics or lpips) and its network weights (torchvision's
-    SqueezeNet, downloaded on first use) are needed; the bench computes it only when both are
-    on the machine, which it cannot check without loading them — it does not implement that path
-    (no such package is a dependency of this project)."""
-    import importlib.util
+def lpips_unedited(lpips, source, output, mask) -> float:
+    """PIE-Bench's ``lpips_unedit_part`` (their ``calculate_lpips(src, tgt, 1 − mask, 1 − mask)``):
+    both images (H, W, 3) uint8 as float32 / 255, multiplied by ``U = 1 − mask``, then
+    ``LPIPS(2·U·x − 1, 2·U·y − 1)`` over the whole image. NaN when nothing is unedited."""
+    import torch
 
-    have = [n for n in ("torchmetrics", "lpips") if importlib.util.find_spec(n) is not None]
-    if not have:
-        return ("skipped: neither torchmetrics nor lpips is installed (PIE-Bench's LPIPS is torchmetrics' "
-                "with SqueezeNet weights, which it downloads); nothing is downloaded")
-    return (f"skipped: {' and '.join(have)} installed, but its LPIPS loads network weights that may be "
-            "downloaded, and this bench does not load them; nothing is downloaded")
+    keep = 1.0 - np.asarray(mask, np.float32)[..., None]
+    if keep.sum() == 0:
+        return float("nan")
+    x, y = (torch.tensor(np.asarray(a).astype(np.float32) / 255 * keep).permute(2, 0, 1)[None] for a in (source, output))
+    device = next(lpips.parameters()).device
+    with torch.no_grad():
+        return float(lpips(x.to(device) * 2 - 1, y.to(device) * 2 - 1)[0])
 
 
-def learned_metrics(clip_model: str | None = DEFAULT_CLIP) -> dict[str, str]:
+@functools.lru_cache(maxsize=4)
+def _load_lpips(backbone: str, lin: str, stamp: tuple):
+    """The network on this process's GPU when there is one (0.5 s a 512×512 pair on one CPU thread)."""
+    import torch
+
+    from .lpips import load_lpips
+
+    del backbone, stamp  # the cache key: the files and their size and time
+    try:
+        return load_lpips(lin, device="cuda" if torch.cuda.is_available() else "cpu")
+    except LookupError as err:
+        return f"skipped: {err}"
+
+
+def lpips_scorer(weights: str | None = None):
+    """:func:`~diffedit_lab.bench.lpips.load_lpips` once per process (per pair of files): the
+    :class:`~diffedit_lab.bench.lpips.LPIPS` network, or why LPIPS is skipped (``"skipped: …"``,
+    naming each missing file and where it was looked for). ``weights``: the linear-layer file
+    (``--lpips-weights``), None: an installed ``lpips``'s or torchmetrics'; ``"none"``: off."""
+    from .lpips import find_weights
+
+    if weights is not None and str(weights).lower() == "none":
+        return "skipped: turned off (--lpips-weights none)"
+    try:
+        files = find_weights(weights)
+    except LookupError as err:
+        return f"skipped: {err}"
+    stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _load_lpips(str(files[0]), str(files[1]), stamp)
+
+
+def lpips_status(weights: str | None = None) -> str:
+    """``"computed: …"`` naming the two weight files used, or ``"skipped: <why>"`` (:func:`lpips_scorer`)."""
+    lpips = lpips_scorer(weights)
+    if isinstance(lpips, str):
+        return lpips
+    backbone, lin = lpips.files
+    return (f"computed: LPIPS v0.1 with SqueezeNet 1.1 ({backbone}) and linear layers ({lin}), as PIE-Bench's "
+            "torchmetrics LearnedPerceptualImagePatchSimilarity(net_type='squeeze'), on the unedited region "
+            "(both images × (1 − mask), in [−1, 1]; lpips_unedited)")
+
+
+def learned_metrics(clip_model: str | None = DEFAULT_CLIP, lpips_weights: str | None = None) -> dict[str, str]:
     """LPIPS and CLIP score: for each, ``"computed: …"`` or ``"skipped: <why>"`` (results.json's
     ``settings.learned_metrics``). Nothing is downloaded: CLIP runs only when ``clip_model`` (a
-    model id or a folder) is already on this machine (:func:`clip_scorer`)."""
+    model id or a folder) is already on this machine (:func:`clip_scorer`), LPIPS only when its two
+    weight files are (:func:`lpips_scorer`)."""
     scorer = clip_scorer(clip_model)
     clip = scorer if isinstance(scorer, str) else (
         f"computed: {scorer.name}, 100·max(cos, 0) of the edited image (clip_score) and of its edited region "
         "(clip_score_edited) with the editing prompt, as PIE-Bench")
-    return dict(lpips=lpips_status(), clip_score=clip)
+    return dict(lpips=lpips_status(lpips_weights), clip_score=clip)

@@ -4,6 +4,7 @@ encode–decode, the true-mask oracle, diffusers' pipeline as is, and DiffEdit's
     python -m diffedit_lab.bench quality [--quick] [--out DIR] [--edits N] [--steps S]
                                          [--model DIR] [--ratios R ...] [--threads N] [--batch B]
                                          [--dataset DIR] [--no-successors]
+                                         [--clip-model ID_OR_DIR] [--lpips-weights FILE]
     accelerate launch [--num_processes N] -m diffedit_lab.bench quality [options]
 
 For every method and encoding ratio ``r`` (default 0.3, 0.5, 0.7, 0.8, 0.9), on ``N`` held-out
@@ -55,8 +56,11 @@ has PIE-Bench's figures on the unedited region (PSNR, MSE, SSIM: ``psnr_unedited
 pixel checker cannot run, so edit success and untouched kept are NaN. The CLIP score
 (``clip_score``, ``clip_score_edited``: PIE-Bench's, 100·max(cos, 0) with CLIP ViT-L/14) is added to
 every row when ``--clip-model`` (default ``openai/clip-vit-large-patch14``) is already on the
-machine; otherwise, and for LPIPS, ``settings.learned_metrics`` says why it was skipped. Nothing
-is downloaded.
+machine; PIE-Bench's LPIPS on the unedited region (``lpips_unedited``: both images × (1 − mask),
+SqueezeNet 1.1, :mod:`~diffedit_lab.bench.lpips`) when torchvision's cached SqueezeNet 1.1 file
+and LPIPS's linear layers (an installed ``lpips``'s or torchmetrics' copy, or ``--lpips-weights
+FILE``) are. Otherwise ``settings.learned_metrics`` says which file is missing and where it was
+looked for. Nothing is downloaded.
 
 **Several processes** (CPU cores, GPUs, machines): ``accelerate launch --num_processes N -m
 diffedit_lab.bench quality …`` splits the batches of edits between the processes (``accelerate``'s
@@ -162,6 +166,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"CLIP for PIE-Bench's CLIP score, a model id in the local Hugging Face cache or a folder "
                         f"(default {DEFAULT_CLIP}); not on this machine: skipped and the report says why "
                         "(nothing is downloaded); 'none': off")
+    p.add_argument("--lpips-weights", default=None, metavar="FILE",
+                   help="LPIPS v0.1's SqueezeNet linear layers (the lpips package's lpips/weights/v0.1/squeeze.pth); "
+                        "default: the copy in an installed lpips or torchmetrics. LPIPS is computed only when this "
+                        "file and torchvision's cached SqueezeNet 1.1 weights (<torch hub dir>/checkpoints/"
+                        "squeezenet1_1-b8a52dc0.pth) are on the machine, else the report says which is missing "
+                        "(nothing is downloaded); 'none': off")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -171,7 +181,7 @@ def settings_from(a: argparse.Namespace) -> Settings:
     s = replace(Settings(), **QUICK) if a.quick else Settings()
     given = dict(edits=a.edits, steps=a.steps, ratios=tuple(a.ratios) if a.ratios else None)
     s = replace(s, seed=a.seed, batch=a.batch, successors=not a.no_successors,
-                clip_model=DEFAULT_CLIP if a.clip_model is None else a.clip_model,
+                clip_model=DEFAULT_CLIP if a.clip_model is None else a.clip_model, lpips_weights=a.lpips_weights,
                 **{k: v for k, v in given.items() if v is not None})
     if s.ablation_r not in s.ratios and a.ratios:
         s = replace(s, ablation_r=max(s.ratios))
@@ -218,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{state.num_processes} process(es) of {torch.get_num_threads()} thread(s)", flush=True)
         from .pie import learned_metrics
 
-        for name, status in learned_metrics(s.clip_model).items():
+        for name, status in learned_metrics(s.clip_model, s.lpips_weights).items():
             print(f"{name}: {status}", flush=True)
     out = run(c, s, model_dir=a.model, progress=not a.no_progress, items=items,
               dataset=str(a.dataset) if a.dataset else None)

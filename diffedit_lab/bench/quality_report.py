@@ -19,9 +19,9 @@ METRICS = ("edit_success", "untouched_kept", "background_psnr", "background_ssim
            "mask_precision", "mask_recall", "psnr_unedited", "mse_unedited", "ssim_unedited")
 """Every row's figures; the first four are also the ceilings'. The last three are PIE-Bench's (the
 unedited region, :mod:`~diffedit_lab.bench.pie`)."""
-LEARNED = ("clip_score", "clip_score_edited")
+LEARNED = ("clip_score", "clip_score_edited", "lpips_unedited")
 """Learned figures (:data:`diffedit_lab.bench.pie.LEARNED`), summarized when the rows have them
-(CLIP on the machine)."""
+(CLIP, LPIPS's weights on the machine)."""
 RATES = ("edit_success", "untouched_kept")
 LABELS = dict(
     diffedit="DiffEdit", sdedit="SDEdit", encode_decode="encode–decode", oracle="oracle (true mask)",
@@ -37,7 +37,7 @@ def summarize(rows: list[dict]) -> dict:
     ``m`` the number of finite values. PSNR is already capped (``score_edit``). A figure missing
     from the rows (rows of an older run) counts as NaN."""
     out: dict = {"count": len(rows)}
-    keys = METRICS + tuple(k for k in LEARNED if any(k in r for r in rows))  # CLIP: when computed
+    keys = METRICS + tuple(k for k in LEARNED if any(k in r for r in rows))  # CLIP, LPIPS: when computed
     rows = [{k: r.get(k, math.nan) for k in keys} for r in rows]  # a figure a row lacks: NaN
     for k in keys:
         values = np.array([r[k] for r in rows], np.float64)

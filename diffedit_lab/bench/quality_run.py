@@ -62,6 +62,7 @@ class QualityRun:
     dilate: int = 2
     successors: bool = True  # DiffEdit's successors' rows (SUCCESSORS) at ablation_r
     clip_model: str | None = pie.DEFAULT_CLIP  # CLIP score when on the machine (id or folder); None: off
+    lpips_weights: str | None = None  # LPIPS's linear layers; None: an installed lpips's/torchmetrics'; "none": off
     edit: EditSettings | None = None  # set by resolve()
 
     def _edit(self) -> EditSettings:
@@ -293,7 +294,7 @@ def run(c: Components, s: QualityRun, *, model_dir: str | Path | None=None, prog
     settings = dict(s.record(), model=c.name, model_defaults=c.defaults, device=str(c.device),
                     threads=torch.get_num_threads(), unet_rows=sum(p["unet_rows"] for p in parts),
                     model_dir=str(model_dir) if model_dir else None, dataset=dataset,
-                    learned_metrics=pie.learned_metrics(s.clip_model), model_training=_training_info(model_dir),
+                    learned_metrics=pie.learned_metrics(s.clip_model, s.lpips_weights), model_training=_training_info(model_dir),
                     diffusers=dict(generate_mask="one image per call, guidance as decoding, n, κ, mask strength as ours",
                                    invert=f"prompt = source caption, guidance {s.guided_inversion} (its default)",
                                    call="prompt = target caption, no negative prompt, guidance as ours"))
@@ -481,10 +482,11 @@ def _run_part(c, s: QualityRun, tick, items: list | None = None) -> dict:
     rows = []
     for job, i, out, m in zip(job_list, job_edits, pixels, all_masks):
         rows.append(_row(job, edits[i], s.first + i, out, m if job.method in MASK_METHODS else None,
-                         clip_model=s.clip_model))
+                         clip_model=s.clip_model, lpips_weights=s.lpips_weights))
     for r in ratios:
         for i, (out, m) in enumerate(zip(d_images[r], d_masks)):
-            rows.append(_row(Job("diffusers", r), edits[i], s.first + i, out, m, clip_model=s.clip_model))
+            rows.append(_row(Job("diffusers", r), edits[i], s.first + i, out, m, clip_model=s.clip_model,
+                             lpips_weights=s.lpips_weights))
     rows += successor
     ceilings = _ceilings(c, edits, s)
     timing["scoring_s"] = time.perf_counter() - t0
@@ -504,12 +506,15 @@ def _diffusers_prefix_ok(pipe, steps: int, strength: float, largest: float) -> b
     return len(small) <= len(big) and torch.equal(big[: len(small)], small)
 
 
-def _row(job: Job, e, index: int, output: np.ndarray, mask, clip_model: str | None = None) -> dict:
+def _row(job: Job, e, index: int, output: np.ndarray, mask, clip_model: str | None = None,
+         lpips_weights: str | None = "none") -> dict:
     """One scored output. A shapes-world edit: ``score_edit`` of toy/quality.py (no mask: IoU is
     NaN); a PIE-Bench edit (no checker): success and untouched NaN, the same background figures.
     Both: PIE-Bench's PSNR/MSE/SSIM on the unedited region, and the mask's precision and recall
     (at image resolution; a latent mask's cells become blocks) when the method has a mask; and the
-    CLIP scores (``pie.learned_row``) when ``clip_model`` is on the machine."""
+    learned figures (``pie.learned_row``): the CLIP scores when ``clip_model`` is on the machine,
+    LPIPS on the unedited region when its weights are (``lpips_weights``: the linear-layer file,
+    None: an installed package's, ``"none"``: off)."""
     row = score_image(e, output, mask if mask is not None else e.mask)
     if mask is None:
         row["mask_iou"] = float("nan")
@@ -518,7 +523,8 @@ def _row(job: Job, e, index: int, output: np.ndarray, mask, clip_model: str | No
         fine = upsample_mask(np.asarray(mask, np.float32)[None], e.mask.shape)[0]
         row["mask_precision"], row["mask_recall"] = pie.precision_recall(fine, e.mask)
     row.update(pie.unedited_metrics(e.scene.image, output, e.mask))
-    row.update(pie.learned_row(output, e.target, e.mask, clip_model))
+    row.update(pie.learned_row(output, e.target, e.mask, clip_model, source=e.scene.image,
+                               lpips_weights=lpips_weights))
     variant = None if job.variant is None else list(job.variant)
     return dict(row, method=job.method, r=job.r, variant=variant, edit=index, kind=e.kind)
 
@@ -546,7 +552,7 @@ def successor_rows(c, e, index: int, seed: int, s: QualityRun) -> list[dict]:
         image = r.image if name == "ledits_pp_own" else r.masked_images[0]
         out = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
         rows.append(_row(Job(name, s.ablation_r), e, index, out, r.mask_image[0].cpu().numpy(),
-                         clip_model=s.clip_model))
+                         clip_model=s.clip_model, lpips_weights=s.lpips_weights))
     return rows
 
 
