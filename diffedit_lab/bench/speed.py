@@ -1,7 +1,7 @@
 """Time and memory of diffedit-lab against diffusers' ``StableDiffusionDiffEditPipeline``.
 
     python -m diffedit_lab.bench speed [--quick] [--model M] [--tiny-only] [--rounds K]
-                                       [--threads T] [--json OUT] [--no-memory]
+                                       [--threads T] [--json OUT] [--no-memory] [--no-cold]
 
 Both sides load the **same model folder** (each its own copy of the networks) and run the same
 settings, the model's recommended ones (its ``diffedit_lab.json``, else the library defaults).
@@ -150,6 +150,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see the method)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-cold", dest="cold", action="store_false", help="skip (g), the cold-start subprocesses")
     p.add_argument("--memory-reps", type=int, default=None, help="memory samples per side (default 2, --quick 1)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
