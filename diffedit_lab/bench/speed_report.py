@@ -117,9 +117,10 @@ def _new_scenarios(m: dict) -> list[str]:
         lines.append(
             f"  (g) a fresh `python -c` per sample ({g['threads']} thread), interpreter start to the edited image saved "
             f"(CPU time of the child): ours `import diffedit_lab` + load_components + edit() at the recorded settings, "
-            f"loaded at {ph['ours']['load']:.2f} s + edit {ph['ours']['edit']:.2f} s; diffusers' import + "
-            f"from_pretrained + edit at its defaults, loaded at {ph['diffusers']['load']:.2f} s + edit "
-            f"{ph['diffusers']['edit']:.2f} s; wall medians {g['ours_wall']:.2f} s and {g['diffusers_wall']:.2f} s")
+            f"loaded at {ph['ours']['load']:.2f} s + edit {ph['ours']['edit']:.2f} s + exit {ph['ours']['exit']:.2f} s; "
+            f"diffusers' import + from_pretrained + edit at its defaults, loaded at {ph['diffusers']['load']:.2f} s + "
+            f"edit {ph['diffusers']['edit']:.2f} s + exit {ph['diffusers']['exit']:.2f} s; wall medians "
+            f"{g['ours_wall']:.2f} s and {g['diffusers_wall']:.2f} s")
     return lines
 
 

@@ -553,7 +553,7 @@ def cold_start(label: str, folder: Path, image: Image.Image, s: EditSettings, a:
     subprocess, interpreter start and imports included; wall-clock around it and its CPU time
     (``RUSAGE_CHILDREN``, user + system), sides alternating. The child reports the CPU time
     it had spent when the model was loaded (``load``: the interpreter, the imports, the loading)
-    and the edit's (``edit``, saving included)."""
+    and the edit's (``edit``, saving included); the rest is the interpreter's exit (``exit``)."""
     import tempfile
 
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads),
@@ -580,6 +580,7 @@ def cold_start(label: str, folder: Path, image: Image.Image, s: EditSettings, a:
                         raise RuntimeError(f"cold start ({side}): edited image {edited.size}, expected {image.size}")
                 child = json.loads(proc.stdout.strip().splitlines()[-1])
                 counted = r >= a.warmup
+                child["exit"] = dt.cpu - child["load"] - child["edit"]  # the interpreter's shutdown (and rounding)
                 if counted:
                     times[side].append(dt)
                     phases[side].append(child)
@@ -587,7 +588,8 @@ def cold_start(label: str, folder: Path, image: Image.Image, s: EditSettings, a:
                 log(f"[{label}] (g) cold start {tag}: {side:<9} {dt.cpu:7.3f} s CPU, {dt.wall:7.3f} s wall "
                     f"(loaded at {child['load']:.2f} s CPU, edit {child['edit']:.2f} s)")
     out = _ratio(times["diffusers"], times["ours"], GOALS["g"])
-    out["phases_s"] = {side: {k: median([p[k] for p in v]) for k in ("load", "edit")} for side, v in phases.items()}
+    out["phases_s"] = {side: {k: median([p[k] for p in v]) for k in ("load", "edit", "exit")}
+                       for side, v in phases.items()}
     out["threads"] = a.threads
     return out
 
