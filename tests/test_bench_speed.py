@@ -27,10 +27,31 @@ def test_quick_speed_bench_reports_every_scenario(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["environment"]["threads"] == 1 and list(report["models"]) == ["tiny"]
     scenarios = report["models"]["tiny"]["scenarios"]
-    assert set(scenarios) == {"a", "a_eager", "b", "c", "d", "e"}
+    assert set(scenarios) == {"a", "a_eager", "b", "c", "d", "e", "f", "g", "edit_s"}
     assert report["models"]["tiny"]["fast_unet"]  # the tiny model takes the lean UNet forward
-    for key in ("a", "a_eager", "b", "c", "d"):
+    for key in ("a", "a_eager", "b", "c", "d", "f", "g"):
         assert scenarios[key]["diffusers"] > 0 and scenarios[key]["ours"] > 0 and scenarios[key]["ratio"] > 0
+    for key in ("a", "b", "c", "f", "g"):  # a verdict per goal, from the ratio (whatever this machine's timings)
+        assert scenarios[key]["goal"] == report["goals"][key]
+        assert scenarios[key]["holds"] == (scenarios[key]["ratio"] <= report["goals"][key])
+    assert (report["goals"]["f"], report["goals"]["g"], report["goals"]["edit_s"]) == (0.15, 0.6, 3.5)
+    # (f): every timed call was a new target's work — its text, its mask, its decoding — never a cache hit
+    f = scenarios["f"]
+    assert f["computes_only_the_new_target"] and len(f["computed"]) == 2  # the round's call and the profiled one
+    assert all(u == {"embeddings": 1, "draws": 0, "sources": 0, "masks": 1, "inversions": 0, "decodings": 1,
+                     "inversions_computed": 0} for u in f["computed"])
+    profile = f["profile"]  # the mask's target branch (n rows, one call), then 4 guided decoding steps (2 rows)
+    assert (profile["unet_calls"], profile["unet_rows"], profile["decoding_steps"]) == (5, 2 + 4 * 2, 4)
+    assert profile["unet_s"] > 0 and profile["vae_decoder_s"] > 0 and profile["text_encoder_s"] > 0
+    # (g): one fresh interpreter per side, phases reported by the child, one thread
+    g = scenarios["g"]
+    assert g["threads"] == 1 and g["ours_wall"] > 0 and g["diffusers_wall"] > 0
+    for side in ("ours", "diffusers"):
+        assert 0 < g["phases_s"][side]["load"] and 0 < g["phases_s"][side]["edit"] and "exit" in g["phases_s"][side]
+    assert len(report["models"]["tiny"]["times_s"]["ours_f"]) == 1
+    # the full edit's seconds are only judged at the model's recorded settings (--steps/--n override them here)
+    assert scenarios["edit_s"]["ours"] == scenarios["b"]["ours"]
+    assert not scenarios["edit_s"]["recorded_settings"] and not scenarios["edit_s"]["holds"]
     assert scenarios["d"]["model_calls"] == 0 and scenarios["d"]["ours_64"] > 0
     assert scenarios["a"]["identical"]["holds"], scenarios["a"]["identical"]
     runs = scenarios["e"]["runs"]
@@ -38,7 +59,9 @@ def test_quick_speed_bench_reports_every_scenario(tmp_path, capsys):
     assert runs["ours_a"]["unet_rows"] < runs["diffusers_a"]["unet_rows"]  # 3n mask rows instead of 4n
     assert runs["ours_b"]["unet_rows"] < runs["ours_a"]["unet_rows"]  # unguided inversion
     assert all(0 <= r["overhead"] < 1 for r in runs.values())
-    for line in ("(a) one edit, identical settings", "(c) five targets, one image", "(a) identical: 0 of"):
+    for line in ("(a) one edit, identical settings", "(c) five targets, one image", "(a) identical: 0 of",
+                 "(f) new target, warm session", "(g) cold start, fresh process", "… a full edit, in seconds",
+                 "each call computed only the new text, its mask and its decoding"):
         assert line in printed.out
     assert "round 1/1" in printed.err  # progress
 
@@ -78,3 +101,25 @@ def test_memory_is_measured_around_one_edit(tiny_model_dir):
                                     threads=torch.get_num_threads()))
     assert child["side"] == "ours_b" and child["peak_kb"] >= child["before_kb"] and child["delta_mb"] >= 0
     assert child["method"]
+
+
+def test_new_targets_are_new_and_cache_use_counts_what_a_call_computed(tiny_model_dir):
+    """(f)'s two helpers: the targets it times are texts nothing has seen, and cache_use tells a
+    cache hit from a computation (here: the same target again computes nothing)."""
+    from PIL import Image
+
+    from diffedit_lab import EditSession, EditSettings, load_components
+    from diffedit_lab.bench import speed
+
+    seen = (speed.SOURCE, *speed.TARGETS)
+    fresh = list(speed.fresh_targets(seen))
+    assert len(fresh) == len(set(fresh)) == 144 - len(set(seen)) and not set(fresh) & set(seen)
+    c = load_components(tiny_model_dir, device="cpu", dtype=torch.float32)
+    s = EditSettings(n=2, mask_noise=0.5, clamp_ratio=3.0, threshold=0.5, encoding_ratio=0.5, steps=4, guidance=2.0)
+    session = EditSession(c, Image.fromarray(speed.scene(32)))
+    _, first = speed.ours_new_target(session, speed.SOURCE, fresh[0], s)
+    assert first == dict(embeddings=3, draws=1, sources=1, masks=1, inversions=1, decodings=1, inversions_computed=1)
+    _, new = speed.ours_new_target(session, speed.SOURCE, fresh[1], s)
+    assert new == speed.NEW_TARGET_COMPUTES
+    _, again = speed.ours_new_target(session, speed.SOURCE, fresh[1], s)
+    assert set(again.values()) == {0}  # a cache hit: what (f) must never time

@@ -107,3 +107,31 @@ def test_cuda_defaults_to_half_precision_without_nans(tiny_model_dir, tiny_image
     assert c.device.type == "cuda" and c.dtype == torch.float16 and c.vae.dtype == torch.float32
     result = edit(c, tiny_image, "a red circle", "a blue square", n=2, steps=4, seed=0, progress=False)
     assert torch.isfinite(result.latents).all()
+
+
+def test_network_imports_pause_the_collector_then_freeze_what_they_made():
+    """import_networks (the first thing load_components does) imports diffusers' and transformers'
+    classes with the cyclic GC paused, freezes the heap they made (cheaper full collections and
+    exit), and leaves the collector as it found it; a second call, the modules already there, does
+    nothing. In a fresh interpreter: this one imported diffusers long ago."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import gc, sys
+import diffedit_lab.models as m
+assert not any(name in sys.modules for name in m.NETWORK_MODULES)
+gc.disable()
+m.import_networks()
+assert all(name in sys.modules for name in m.NETWORK_MODULES)
+assert not gc.isenabled() and gc.get_freeze_count() > 100000, gc.get_freeze_count()
+gc.enable()
+gc.unfreeze()
+m.import_networks()
+assert gc.isenabled() and gc.get_freeze_count() == 0
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          cwd=str(Path(__file__).resolve().parents[1]))
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

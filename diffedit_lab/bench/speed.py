@@ -1,10 +1,12 @@
 """Time and memory of diffedit-lab against diffusers' ``StableDiffusionDiffEditPipeline``.
 
     python -m diffedit_lab.bench speed [--quick] [--model M] [--tiny-only] [--rounds K]
-                                       [--threads T] [--json OUT] [--no-memory]
+                                       [--threads T] [--json OUT] [--no-memory] [--no-cold]
 
 Both sides load the **same model folder** (each its own copy of the networks) and run the same
-settings, the model's recommended ones (its ``diffedit_lab.json``, else the library defaults).
+settings, the model's recommended ones (its ``diffedit_lab.json``, else the library defaults) —
+but in (f) and (g), where diffusers runs at its own documented defaults, what a user of the
+pipeline would run.
 Two models: a tiny random Stable Diffusion built in code (:mod:`diffedit_lab.testing`), and the
 embedded toy model (``load_components()``'s default; copied first, since a running training
 replaces it now and then) or ``--model M``. Scenarios:
@@ -30,12 +32,29 @@ replaces it now and then) or ``--model M``. Scenarios:
     of 64×64 latents (Stable Diffusion's size at 512×512 pixels).
 (e) **overhead** — the share of an edit's time spent outside the UNet, VAE and text-encoder
     forward passes (timed with forward hooks, one extra run per side).
+(f) **a new target on a warm session** — what the explorer does when a student types a new
+    target: ``EditSession.run`` on a session that already holds the image (encoded, its mask's
+    draws and source branch, its inversion), with a target text it has never seen (a new one
+    every call, :func:`fresh_targets`): the text's embedding, the mask's target branch (n UNet
+    rows), the decoding and the VAE decoder — checked on every timed call (the new entries of
+    each cache: nothing but the target's, never a cache hit), and profiled once. Against what a
+    user would otherwise run: diffusers' whole edit (``generate_mask`` + ``invert`` +
+    ``__call__``) at the **pipeline's documented defaults** (its example's calls, no setting
+    passed: 50 steps, 10 draws, inpaint_strength 0.8, guidance 7.5). Goal ≤ 0.15.
+(g) **cold start** — a fresh ``python -c`` per sample, from the interpreter's start to the first
+    edited image saved, imports included: ``import diffedit_lab``, ``load_components(folder)``,
+    ``edit()`` at the model's recorded settings, against ``StableDiffusionDiffEditPipeline
+    .from_pretrained(folder)`` (the documented DDIM and inverse DDIM schedulers) and its edit at
+    its defaults. ``$OMP_NUM_THREADS`` = ``--threads`` in both children; the child's CPU time
+    (``RUSAGE_CHILDREN``) and the wall-clock time around it. Goal ≤ 0.6.
+    Beside (b): **a full edit at the recorded settings** in seconds (goal ≤ 3.5 s on the
+    project's 2-core CPU; judged only when ``--steps``/``--n`` do not override them).
 
 **Method.** ``torch.set_num_threads(1)`` (``--threads``): on a shared machine, extra threads
 spin against the other processes' load; with one thread that load slows both sides alike.
 Every round runs all the measurements one after the other, alternating diffusers and ours (the
 order reversed every other round); one warm-up round is not counted. Times are **CPU times** of
-this process (``time.process_time``; with one thread, the work done — a busy machine makes a
+this process (``time.process_time``; for (g) the child's; with one thread, the work done — a busy machine makes a
 process wait for the CPU, which wall-clock time counts and CPU time does not); the wall-clock
 figures are in the JSON too. The figures are **medians** over the rounds, and a ratio is the
 median over the rounds of ours / diffusers within the round (a drifting load cancels).
@@ -150,6 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see the method)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-cold", dest="cold", action="store_false", help="skip (g), the cold-start subprocesses")
     p.add_argument("--memory-reps", type=int, default=None, help="memory samples per side (default 2, --quick 1)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)

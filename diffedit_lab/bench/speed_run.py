@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import itertools
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from ..inversion import Inversion
     from ..models import Components
 
-GOALS = {"a": 0.90, "b": 0.75, "c": 0.40, "d": 20.0, "e": 0.10, "memory": 1.0}
+GOALS = {"a": 0.90, "b": 0.75, "c": 0.40, "d": 20.0, "e": 0.10, "f": 0.15, "g": 0.60, "edit_s": 3.5, "memory": 1.0}
 SOURCE = "a red circle and a blue square"
 TARGETS = (
     "a green circle and a blue square",
@@ -39,6 +42,8 @@ TARGETS = (
     "a red triangle and a blue square",
     "a blue circle and a blue square",
 )
+COLOURS = ("red", "green", "blue", "yellow")  # words every shapes model knows (the richer world's too)
+SHAPES = ("circle", "square", "triangle")
 SEED = 0
 LATENT = 16  # the timed edits run on 16×16 latents; (d) on 64×64
 IDENTICAL = dict(mask_cells=0, inversion=1e-5, decoding=1e-4)
@@ -91,6 +96,16 @@ def diffusers_edit(pipe: StableDiffusionDiffEditPipeline, image: Image.Image, so
     return mask, latents, images
 
 
+def diffusers_default_edit(pipe: StableDiffusionDiffEditPipeline, image: Image.Image, source: str, target: str):
+    """Scenarios (f) and (g)'s reference: the whole edit as diffusers' documentation writes it
+    (``StableDiffusionDiffEditPipeline``'s example), every setting at the pipeline's defaults —
+    50 steps, 10 mask draws at noise 0.5, κ 3, inversion and decoding at inpaint_strength 0.8,
+    guidance 7.5 in all three calls. Only the generator is passed (same seed, same result)."""
+    mask = pipe.generate_mask(image=image, source_prompt=source, target_prompt=target, generator=_generator())
+    latents = pipe.invert(prompt=source, image=image, generator=_generator()).latents
+    return pipe(prompt=target, mask_image=mask, image_latents=latents, generator=_generator()).images
+
+
 def ours_identical(c: Components, image: Image.Image, source: str, target: str, s: EditSettings):
     """Scenario (a): our step functions at diffusers' settings (guided inversion with the source
     text, the VAE latent sampled with the seed, τ = 0.5); each text is encoded once."""
@@ -125,6 +140,44 @@ def ours_session(c: Components, image: Image.Image, source: str, targets: Sequen
     return EditSession(c, image).run_many(source, list(targets), s, seed=SEED, progress=False)
 
 
+def fresh_targets(seen: Sequence[str] = ()):
+    """Target texts of two objects (:data:`COLOURS` × :data:`SHAPES`), none of ``seen`` — for
+    (f), where each timed call must be a text the session has not met (144 in all)."""
+    for c1, s1, c2, s2 in itertools.product(COLOURS, SHAPES, COLOURS, SHAPES):
+        text = f"a {c1} {s1} and a {c2} {s2}"
+        if text not in seen:
+            yield text
+
+
+SESSION_CACHES = ("_embeddings", "_draws", "_sources", "_masks", "_inversions", "_decodings")
+
+
+def cache_keys(session) -> dict:
+    """The keys every cache of an :class:`~diffedit_lab.EditSession` holds, and its inversion count."""
+    return {**{name: set(getattr(session, name)) for name in SESSION_CACHES},
+            "inversions_computed": session.inversions_computed}
+
+
+def cache_use(before: dict, after: dict) -> dict:
+    """What a call computed: the new entries of each cache (0: taken from the cache, or unused)."""
+    out = {name.strip("_"): len(after[name] - before[name]) for name in SESSION_CACHES}
+    out["inversions_computed"] = after["inversions_computed"] - before["inversions_computed"]
+    return out
+
+
+# a new target on a warm session computes its text embedding, its mask (the target branch: n UNet
+# rows) and its decoding — nothing else: the draws, the source branch and the inversion are hits
+NEW_TARGET_COMPUTES = dict(embeddings=1, draws=0, sources=0, masks=1, inversions=0, decodings=1, inversions_computed=0)
+
+
+def ours_new_target(session, source: str, target: str, s: EditSettings):
+    """Scenario (f): ``session.run`` with a target it has not seen; returns the result and what
+    the call computed (:func:`cache_use`)."""
+    before = cache_keys(session)
+    result = session.run(source, target, s, seed=SEED, progress=False)
+    return result, cache_use(before, cache_keys(session))
+
+
 def diffusers_blend(inversion: Inversion):
     """The inversion shifted one level, so that ``masked_denoise`` blends like diffusers: with the
     latent of level t after the step to t − 1 (docs/differences.md §1)."""
@@ -145,6 +198,7 @@ class ForwardClock:
 
     def __init__(self, networks: dict, *, fast_unet: bool = False):
         self.seconds = 0.0
+        self.by_network: dict = {}
         self.unet_calls = self.unet_rows = 0
         self._start: dict = {}
         self._handles = []
@@ -181,7 +235,9 @@ class ForwardClock:
 
     def _post(self, name):
         def hook(module, args, output):
-            self.seconds += time.process_time() - self._start.pop(name)
+            dt = time.process_time() - self._start.pop(name)
+            self.seconds += dt
+            self.by_network[name] = self.by_network.get(name, 0.0) + dt
 
         return hook
 
@@ -249,6 +305,20 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
     image = Image.fromarray(scene(LATENT * c.vae_scale_factor))
     log(f"[{label}] {folder}: {image.size[0]}×{image.size[1]} images, settings {s.as_dict()}")
 
+    from .. import EditSession
+
+    session = EditSession(c, image)  # (f): warm — the image encoded, a first target's edit done
+    session.run(SOURCE, TARGETS[0], s, seed=SEED, progress=False)
+    fresh = fresh_targets((SOURCE, *TARGETS))
+    f_round: dict = {}
+
+    def new_target():
+        target = next(fresh, None)
+        if target is None:
+            raise RuntimeError("scenario (f) ran out of unseen target texts: use fewer --rounds (at most 140).")
+        f_round["target"] = target  # diffusers' (f) edit of the round uses it too
+        return ours_new_target(session, SOURCE, target, s)
+
     jobs = {
         ("diffusers", "a"): lambda: diffusers_edit(pipe, image, SOURCE, TARGETS[0], s),
         ("ours", "a"): lambda: ours_identical(c, image, SOURCE, TARGETS[0], s),
@@ -256,7 +326,10 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
         ("ours", "b"): lambda: ours_defaults(c, image, SOURCE, TARGETS[0], s),
         ("diffusers", "c"): lambda: [diffusers_edit(pipe, image, SOURCE, t, s) for t in TARGETS],
         ("ours", "c"): lambda: ours_session(c, image, SOURCE, TARGETS, s),
+        ("ours", "f"): new_target,
+        ("diffusers", "f"): lambda: diffusers_default_edit(pipe, image, SOURCE, f_round.get("target", TARGETS[1])),
     }
+    computed = []  # (f): what each new-target call computed
     times: dict = {k: [] for k in jobs}
     outputs: dict = {}
     total = a.warmup + a.rounds
@@ -264,6 +337,8 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
         order = list(jobs) if r % 2 == 0 else list(reversed(jobs))
         for key in order:
             dt, outputs[key] = timed(jobs[key])
+            if key == ("ours", "f"):
+                computed.append(outputs[key][1])
             if r >= a.warmup:
                 times[key].append(dt)
             tag = "warm-up" if r < a.warmup else f"round {r - a.warmup + 1}/{a.rounds}"
@@ -280,10 +355,18 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
         "a_eager": _ratio(times[("diffusers", "a")], times[("ours", "a_eager")], GOALS["a"]),
         "b": _ratio(times[("diffusers", "a")], times[("ours", "b")], GOALS["b"]),
         "c": _ratio(times[("diffusers", "c")], times[("ours", "c")], GOALS["c"]),
+        "f": _ratio(times[("diffusers", "f")], times[("ours", "f")], GOALS["f"]),
     }
+    recorded = a.steps is None and a.n is None
+    b = scenarios["b"]
+    scenarios["edit_s"] = dict(ours=b["ours"], ours_wall=b["ours_wall"], goal=GOALS["edit_s"], unit="s",
+                               recorded_settings=recorded, holds=recorded and b["ours"] <= GOALS["edit_s"])
+    scenarios["f"].update(new_target_checks(label, c, session, s, computed, next(fresh)))
     scenarios["a"]["identical"] = identical(c, pipe, image, s, outputs[("ours", "a")], outputs[("diffusers", "a")])
     scenarios["d"] = rethreshold(label, c, pipe, image, s, a)
     scenarios["e"] = overhead(label, c, pipe, image, s)
+    if a.cold:
+        scenarios["g"] = cold_start(label, folder, image, s, a)
     result["scenarios"] = scenarios
     if a.memory:
         result["memory"] = memory(label, folder, s, a)
@@ -385,6 +468,130 @@ def overhead(label: str, c: Components, pipe: StableDiffusionDiffEditPipeline, i
     worst = max(out["ours_a"]["overhead"], out["ours_b"]["overhead"])
     return dict(runs=out, ours=worst, diffusers=out["diffusers_a"]["overhead"], goal=GOALS["e"],
                 holds=worst <= GOALS["e"], unit="share")
+
+
+def new_target_checks(label: str, c: Components, session, s: EditSettings, computed: list, target: str) -> dict:
+    """(f)'s checks and where its time goes: what the timed calls computed (each must be the
+    work of a new target, :data:`NEW_TARGET_COMPUTES`, never a cache hit), and one more new
+    target with the networks' forward passes timed."""
+    from ..sampling import takes_fast_unet
+
+    clock = ForwardClock(networks(c.vae, c.unet, c.text_encoder), fast_unet=takes_fast_unet(c))
+    try:
+        dt, (_, use) = timed(lambda: ours_new_target(session, SOURCE, target, s))
+    finally:
+        clock.remove()
+    computed = [*computed, use]
+    every = all(u == NEW_TARGET_COMPUTES for u in computed)
+    split = {k: clock.by_network.get(k, 0.0) for k in ("text_encoder", "unet", "vae_decoder", "post_quant_conv")}
+    rows_mask = s.n
+    decoding_steps = clock.unet_calls - 1
+    log(f"[{label}] (f) new target {target!r}: {dt.cpu:.3f} s CPU — UNet {split['unet']:.3f} s "
+        f"({clock.unet_calls} calls, {clock.unet_rows} rows), text encoder {split['text_encoder']:.3f} s, "
+        f"VAE decoder {split['vae_decoder'] + split['post_quant_conv']:.3f} s; computed {use}")
+    return dict(
+        computed=computed, computes_only_the_new_target=every, expected_computes=NEW_TARGET_COMPUTES,
+        profile=dict(total_s=dt.cpu, unet_s=split["unet"], text_encoder_s=split["text_encoder"],
+                     vae_decoder_s=split["vae_decoder"] + split["post_quant_conv"],
+                     other_s=dt.cpu - clock.seconds, unet_calls=clock.unet_calls, unet_rows=clock.unet_rows,
+                     mask_rows=rows_mask, decoding_steps=decoding_steps),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# cold start, in subprocesses
+
+COLD_OURS = """\
+import json, time
+import diffedit_lab as dl
+from PIL import Image
+c = dl.load_components({folder!r})
+loaded = time.process_time()
+result = dl.edit(c, Image.open({image!r}), {source!r}, {target!r}, seed={seed}{overrides})
+result.image.save({out!r})
+print(json.dumps(dict(load=loaded, edit=time.process_time() - loaded)))
+"""
+
+COLD_DIFFUSERS = """\
+import json, time
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionDiffEditPipeline
+from PIL import Image
+pipe = StableDiffusionDiffEditPipeline.from_pretrained({folder!r})
+pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+pipe.inverse_scheduler = DDIMInverseScheduler.from_config(pipe.scheduler.config)
+loaded = time.process_time()
+image = Image.open({image!r}).convert("RGB")
+mask = pipe.generate_mask(image=image, source_prompt={source!r}, target_prompt={target!r},
+                          generator=torch.Generator().manual_seed({seed}))
+latents = pipe.invert(prompt={source!r}, image=image, generator=torch.Generator().manual_seed({seed})).latents
+edited = pipe(prompt={target!r}, mask_image=mask, image_latents=latents,
+              generator=torch.Generator().manual_seed({seed})).images[0]
+edited.save({out!r})
+print(json.dumps(dict(load=loaded, edit=time.process_time() - loaded)))
+"""
+"""The two cold starts, as a user writes them: ours from ``import diffedit_lab`` (the model's
+recorded settings), diffusers' as its documentation does (the pipeline's defaults; the DDIM and
+inverse DDIM schedulers are the documented set-up, the folder ships no inverse scheduler)."""
+
+
+def cold_child(side: str, folder: Path, image_path: Path, out: Path, s: EditSettings, a: argparse.Namespace) -> str:
+    """The program of one cold start: ``python -c`` runs it in a fresh interpreter."""
+    overrides = "".join(f", {k}={v!r}" for k, v in (("steps", a.steps), ("n", a.n)) if v is not None)
+    template = COLD_OURS if side == "ours" else COLD_DIFFUSERS
+    return template.format(folder=str(folder), image=str(image_path), source=SOURCE, target=TARGETS[0], seed=SEED,
+                           out=str(out), overrides=overrides)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cold_start(label: str, folder: Path, image: Image.Image, s: EditSettings, a: argparse.Namespace) -> dict:
+    """(g): a fresh interpreter per sample, from its start to the edited image saved — the whole
+    subprocess, interpreter start and imports included; wall-clock around it and its CPU time
+    (``RUSAGE_CHILDREN``, user + system), sides alternating. The child reports the CPU time
+    it had spent when the model was loaded (``load``: the interpreter, the imports, the loading)
+    and the edit's (``edit``, saving included); the rest is the interpreter's exit (``exit``)."""
+    import tempfile
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads),
+           "DIFFEDIT_THREADS": str(a.threads), "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    times: dict = {"ours": [], "diffusers": []}
+    phases: dict = {"ours": [], "diffusers": []}
+    root = str(Path(__file__).resolve().parents[2])
+    with tempfile.TemporaryDirectory(prefix="diffedit_cold_") as tmp:
+        image_path = Path(tmp) / "scene.png"
+        image.save(image_path)
+        for r in range(a.warmup + a.rounds):
+            for side in ("diffusers", "ours") if r % 2 == 0 else ("ours", "diffusers"):
+                out = Path(tmp) / f"{side}_{r}.png"
+                cmd = [sys.executable, "-c", cold_child(side, folder, image_path, out, s, a)]
+                cpu, wall = _children_cpu(), time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=root, env=env)
+                dt = Timing(time.perf_counter() - wall, _children_cpu() - cpu)
+                if proc.returncode != 0 or not out.is_file():
+                    raise RuntimeError(f"cold start ({side}) failed:\n{proc.stderr[-2000:]}")
+                from PIL import Image as PILImage
+
+                with PILImage.open(out) as edited:
+                    if edited.size != image.size:
+                        raise RuntimeError(f"cold start ({side}): edited image {edited.size}, expected {image.size}")
+                child = json.loads(proc.stdout.strip().splitlines()[-1])
+                counted = r >= a.warmup
+                child["exit"] = dt.cpu - child["load"] - child["edit"]  # the interpreter's shutdown (and rounding)
+                if counted:
+                    times[side].append(dt)
+                    phases[side].append(child)
+                tag = "warm-up" if not counted else f"round {r - a.warmup + 1}/{a.rounds}"
+                log(f"[{label}] (g) cold start {tag}: {side:<9} {dt.cpu:7.3f} s CPU, {dt.wall:7.3f} s wall "
+                    f"(loaded at {child['load']:.2f} s CPU, edit {child['edit']:.2f} s)")
+    out = _ratio(times["diffusers"], times["ours"], GOALS["g"])
+    out["phases_s"] = {side: {k: median([p[k] for p in v]) for k in ("load", "edit", "exit")}
+                       for side, v in phases.items()}
+    out["threads"] = a.threads
+    return out
 
 
 # ------------------------------------------------------------------------------------------
