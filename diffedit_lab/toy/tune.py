@@ -172,7 +172,7 @@ def plot_steps_curve(rows: list[dict], chosen: int, path: Path, title: str = "")
     import matplotlib.pyplot as plt
 
     steps = [r["steps"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     ax.plot(steps, [r["edit_success"] for r in rows], "o-", color="tab:green", label="edit success")
     ax.plot(steps, [r["untouched_kept"] for r in rows], "^:", color="tab:olive", label="untouched kept")
     ax.plot(steps, [r["mask_iou"] for r in rows], "s-", color="tab:blue", label="mask IoU")
@@ -181,6 +181,7 @@ def plot_steps_curve(rows: list[dict], chosen: int, path: Path, title: str = "")
     ax.set_ylim(0, 1.05)
     ax.set_xticks(steps)
     ax.axvline(chosen, color="grey", ls="--", lw=1)
+    ax.annotate("chosen", (chosen, 1.02), xytext=(3, 0), textcoords="offset points", fontsize=8, color="grey")
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
     ax2.plot(steps, [r["seconds_per_edit"] for r in rows], "D--", color="tab:red", label="seconds per edit")
@@ -188,7 +189,8 @@ def plot_steps_curve(rows: list[dict], chosen: int, path: Path, title: str = "")
     ax2.set_ylim(0, 1.15 * max(r["seconds_per_edit"] for r in rows))
     ax2.tick_params(axis="y", colors="tab:red")
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize=8)
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4,
+              fontsize=8, frameon=False)
     ax.set_title(title or f"DiffEdit against DDIM steps (chosen: {chosen})", fontsize=10)
     fig.tight_layout()
     path = Path(path)
