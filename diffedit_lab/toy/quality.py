@@ -46,9 +46,9 @@ far from the training seeds (< 10 000 000) — and is scored by the pixel checke
     objects kept over every kind but night (≥ 95 %), and the background PSNR of the object
     edits (colour, shape, size, remove) against the VAE's encode→decode PSNR of the same
     backgrounds (the ceiling): ``ceiling − PSNR ≤ 1.5 dB``.
-(c) **No regression on the classic scenes**: ``--classic-edits`` edits of (b) of the classic
-    mode (two objects, plain background, shape or colour) — mask IoU ≥ 0.60, success ≥ 85 %,
-    background PSNR ≥ 32 dB.
+(c) **No regression on the classic scenes**: the first ``--classic-edits`` held-out edits of
+    the classic mode's (b) (two objects, plain background, shape or colour in turn), scored as
+    there — mask IoU ≥ 0.60, success ≥ 85 %, background PSNR ≥ 32 dB.
 
 Prints a table of each figure against its bar; exit code 0 whatever the figures, unless
 ``--strict`` (then 1 if a bar is missed).
@@ -178,7 +178,7 @@ RICH_FIGURES = (
 
 
 def tokenizer_words(tokenizer) -> set[str]:
-    """The whole words a tokenizer has one token for (``"word</w>"``), single letters but "a" left out."""
+    """The whole words a tokenizer has one token for (``"word</w>"``); single letters other than "a" left out."""
     words = (t[: -len("</w>")] for t in tokenizer.get_vocab() if t.endswith("</w>"))
     return {w for w in words if len(w) > 1 or w == "a"}
 
