@@ -142,3 +142,11 @@ def test_bad_counts_are_refused_before_any_work():
         q.parse_args(["--edits", "-1"])
     with pytest.raises(SystemExit):
         q.parse_args(["--steps", "0"])
+
+
+def test_ceilings_score_the_given_images_per_kind():
+    edits = q.rich_held_out_edits(6)
+    perfect = q.ceiling_edit_metrics(edits, np.stack([e.target_scene.image for e in edits]))
+    assert perfect == {f"ceiling_{m}_{k}": 1.0 for k in KINDS for m in ("success", "kept")}
+    nothing = q.ceiling_edit_metrics(edits, np.stack([e.scene.image for e in edits]))
+    assert all(nothing[f"ceiling_success_{k}"] == 0.0 for k in KINDS)
