@@ -58,7 +58,15 @@ def test_parse_args():
     a = q.parse_args(["--quick", "--json", "out.json"])
     assert (a.scenes, a.edits, a.steps) == (8, 8, 20) and str(a.json) == "out.json" and not a.strict
     a = q.parse_args([])
-    assert a.seed == q.HELD_OUT_SEED and a.steps == 50 and a.model is None
+    assert a.seed == q.HELD_OUT_SEED and a.steps is None and a.model is None and a.world is None
+    # what is left out comes from the world and from the model's recorded steps
+    classic = q.resolve(a, "classic", 50)
+    assert (classic.scenes, classic.edits, classic.steps) == (200, 100, 50)
+    rich = q.resolve(a, "rich", 30)
+    assert (rich.scenes, rich.edits, rich.classic_edits, rich.steps) == (210, 120, 40, 30)
+    quick = q.resolve(q.parse_args(["--quick", "--steps", "3"]), "rich", 50)  # given values stay
+    assert (quick.scenes, quick.edits, quick.classic_edits, quick.steps) == (6, 6, 2, 3)
+    assert q.resolve(q.parse_args(["--edits", "12"]), "rich", 50).edits == 12
 
 
 def test_iou_ceiling():

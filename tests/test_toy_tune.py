@@ -9,7 +9,7 @@ from PIL import Image
 from diffedit_lab import noise_diff_mask
 from diffedit_lab.metrics import mask_iou
 from diffedit_lab.toy import tune
-from diffedit_lab.toy.world import make_edit
+from diffedit_lab.toy.world import KINDS, make_edit
 
 
 def test_validation_edits_alternate_kinds_and_are_held_out():
@@ -53,3 +53,54 @@ def test_main_writes_the_best_settings_and_keeps_the_others(tiny_model_dir, tmp_
                     dict(tune.PAPER_MASK, guidance=2.0, encoding_ratio=0.5))
     out = capsys.readouterr().out
     assert out.count("  2.0  0.50") == 2  # both masks were scored with the one grid point
+
+
+def test_rich_validation_edits_take_every_kind_in_turn():
+    edits = tune.validation_edits(12, "rich", 32)
+    assert [e.kind for e in edits] == list(KINDS) * 2 and edits[0].scene.image.shape == (32, 32, 3)
+    assert edits[3].target == make_edit(tune.VALIDATION_SEED + 3, "background", world="rich", size=32).target
+
+
+def test_choose_steps_takes_the_fewest_steps_near_the_best():
+    def row(steps, success, iou):
+        return dict(steps=steps, edit_success=success, mask_iou=iou)
+
+    rows = [row(10, 0.70, 0.60), row(20, 0.83, 0.645), row(30, 0.85, 0.66), row(50, 0.86, 0.65)]
+    assert tune.choose_steps(rows) == 30  # 20 is 3 points below the best success (86 %)
+    assert tune.choose_steps(rows, success_tolerance=0.05) == 20
+    assert tune.choose_steps(rows, success_tolerance=0.2, iou_tolerance=0.1) == 10
+    # none within both: the best success wins
+    assert tune.choose_steps([row(10, 0.9, 0.3), row(50, 0.5, 0.7)]) == 10
+
+
+def test_steps_curve_writes_one_row_per_step_count(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "diffedit_lab.json").write_text(json.dumps({"n": 2, "steps": 7, "strength": 0.7}))
+    out = tmp_path / "curve"
+    tune.main(["--model", str(folder), "--world", "rich", "--steps-curve", "4", "2", "--edits", "6", "--out", str(out),
+               "--write", "--no-progress"])
+    report = json.loads((out / "steps_curve.json").read_text())
+    assert [r["steps"] for r in report["rows"]] == [2, 4] and all(r["edits"] == 6 for r in report["rows"])
+    assert report["world"] == "rich" and report["kinds"] == sorted(KINDS)
+    for r in report["rows"]:
+        assert set(tune.CURVE_KEYS) <= set(r) and r["seconds_per_edit"] > 0 and 0 <= r["mask_iou"] <= 1
+        assert {f"success_{k}" for k in KINDS} <= set(r)
+    assert report["chosen"] == tune.choose_steps(report["rows"])
+    png = (out / "steps_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    written = json.loads((folder / "diffedit_lab.json").read_text())
+    assert written == {"n": 2, "steps": report["chosen"], "encoding_ratio": 0.7}  # the others kept, old name renamed
+    text = capsys.readouterr().out
+    assert len([line for line in text.splitlines() if line.strip()[:1].isdigit()]) == 2  # one table row per count
+
+
+def test_steps_curve_refuses_bad_counts():
+    import pytest
+
+    with pytest.raises(SystemExit):
+        tune.main(["--steps-curve", "10", "0"])
+    with pytest.raises(SystemExit):
+        tune.main(["--steps-curve", "10", "10"])
