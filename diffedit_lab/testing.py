@@ -32,18 +32,20 @@ SCHEDULER_CONFIG = dict(  # Stable Diffusion 1.x / 2.x DDIM settings
 )
 
 
-def tiny_pipeline_components(tokenizer_dir, *, prediction_type: str = "epsilon", seed: int = 0) -> dict:
+def tiny_pipeline_components(tokenizer_dir, *, prediction_type: str = "epsilon", seed: int = 0,
+                             words=WORDS) -> dict:
     """The parts of a seeded tiny random Stable Diffusion, as ``StableDiffusionPipeline`` takes them.
 
     ``tokenizer_dir``: where the generated tokenizer files are written (a CLIPTokenizer needs
-    files). Same ``seed`` → same weights.
+    files). ``words``: the tokenizer's whole words (e.g. ``toy.world.VOCABULARY`` for a model of
+    the rich shapes world). Same ``seed`` → same weights.
     """
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from .toy.tokenizer import build_clip_tokenizer
 
-    tokenizer = build_clip_tokenizer(WORDS, Path(tokenizer_dir), model_max_length=16)
+    tokenizer = build_clip_tokenizer(words, Path(tokenizer_dir), model_max_length=16)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=16,
@@ -87,7 +89,7 @@ def tiny_pipeline_components(tokenizer_dir, *, prediction_type: str = "epsilon",
     return dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
 
 
-def save_tiny_model(folder, *, prediction_type: str = "epsilon", seed: int = 0):
+def save_tiny_model(folder, *, prediction_type: str = "epsilon", seed: int = 0, words=WORDS):
     """Write a tiny random Stable Diffusion folder to ``folder`` and return its ``StableDiffusionPipeline``.
 
     The generated tokenizer files also go beside it, in ``<folder>_tokenizer``.
@@ -96,7 +98,7 @@ def save_tiny_model(folder, *, prediction_type: str = "epsilon", seed: int = 0):
 
     folder = Path(folder)
     parts = tiny_pipeline_components(
-        folder.parent / f"{folder.name}_tokenizer", prediction_type=prediction_type, seed=seed
+        folder.parent / f"{folder.name}_tokenizer", prediction_type=prediction_type, seed=seed, words=words
     )
     pipe = StableDiffusionPipeline(
         **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False

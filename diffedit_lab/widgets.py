@@ -330,6 +330,12 @@ def uploaded_image(value):
         raise ValueError(f"{name} is not an image this explorer can read: upload a PNG, JPEG or WebP file.") from None
 
 
+KIND_LABELS = {"colour": "change a colour", "shape": "change a shape", "size": "change a size",
+               "background": "change the background", "remove": "remove an object",
+               "night": "make it night (whole image)"}
+"""The explorer's names for the shapes world's edit kinds (``toy.world.KINDS``)."""
+
+
 class Explorer(_App):
     """The DiffEdit explorer (notebook 05). See :func:`explorer`.
 
@@ -341,7 +347,8 @@ class Explorer(_App):
     ``.reading`` (what the typed texts say about the scene: ``toy.texts.Reading``; ``None`` for an
     upload), ``.scored_edit`` and ``.true_mask`` (the edit the texts describe and its true region,
     or ``None`` — then nothing is scored), ``.roundtrip`` (``metrics.RoundTrip`` of the input),
-    ``.world_fit`` (``toy.representable.WorldFit``, built-in model only), ``.mask`` (the
+    ``.world_fit`` (``toy.representable.WorldFit``, built-in model only), ``.world`` (the shapes
+    world the model knows, ``"classic"`` or ``"rich"``: the ``kind`` picker offers its edits), ``.mask`` (the
     ``MaskResult`` at the current κ, τ), ``.result`` (the last ``EditResult``); counters
     ``.mask_computations`` (mask requests: κ and τ never make one),
     ``.inversions`` (DDIM encodings computed), ``.runs``. The model work goes through an
@@ -370,19 +377,29 @@ class Explorer(_App):
         self.mask_computations = self.inversions = self.runs = 0
         self._quiet = False  # set while the app itself changes controls
 
+        from .toy.texts import folder_world, model_world
+        from .toy.world import KINDS
+
         if c is None:  # the built-in model, loaded on first use: its recorded settings now (the sliders start there)
             import types
 
             from .models import DEFAULT_MODEL_DIR, _read_defaults
 
             recorded = types.SimpleNamespace(defaults=_read_defaults(DEFAULT_MODEL_DIR))
+            self.world = folder_world(DEFAULT_MODEL_DIR)[0]
         else:
             recorded = c
+            self.world = model_world(c)[0]
+        # the scene picker offers the edits of the model's own world (``toy.world.make_edit``)
+        kinds = KINDS if self.world == "rich" else ("colour", "shape")
+        if kind is not None and kind not in kinds:
+            raise ValueError(f"kind={kind!r} is not an edit of this model's {self.world} world: pick one of "
+                             f"{', '.join(map(repr, kinds))}")
         s = EditSettings.for_model(recorded, **(settings or {}))  # the paper's, the model's, then ``settings``
         self.controls = {
             "scene": W.BoundedIntText(value=scene, min=0, max=1_000_000, description="toy scene (seed)",
                                       style=STYLE, layout=W.Layout(width="210px"), **SLOW),
-            "kind": W.Dropdown(options=[("change a colour", "colour"), ("change a shape", "shape")],
+            "kind": W.Dropdown(options=[(KIND_LABELS[k], k) for k in kinds],
                                value=kind or "colour", description="edit", style=STYLE,
                                layout=W.Layout(width="220px")),
             "upload": W.FileUpload(accept="image/*", multiple=False, description="Upload image",
@@ -461,7 +478,7 @@ class Explorer(_App):
     def _on_scene(self) -> None:
         from .toy.world import make_edit
 
-        spec = make_edit(int(self.controls["scene"].value), self.controls["kind"].value)
+        spec = make_edit(int(self.controls["scene"].value), self.controls["kind"].value, self.world)
         self.edit_spec = spec
         self._set_inputs(spec.scene.image, spec.mask, spec.source, spec.target)
 

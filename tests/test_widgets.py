@@ -376,3 +376,33 @@ def test_explorer_without_auto_mask_still_says_when_nothing_is_scored(tiny_compo
     assert app.mask is None and np.array_equal(app.true_mask, app.edit_spec.mask)
     app.controls["target"].value = "a yellow star"
     assert app.true_mask is None and "no true mask for this text" in app.status.value
+
+
+@pytest.fixture(scope="module")
+def rich_components(tmp_path_factory):
+    """A tiny random model whose tokenizer knows exactly the rich shapes world's words."""
+    from diffedit_lab import load_components
+    from diffedit_lab.testing import save_tiny_model
+    from diffedit_lab.toy.world import VOCABULARY
+
+    folder = tmp_path_factory.mktemp("tiny_rich")
+    save_tiny_model(folder, words=VOCABULARY)
+    return load_components(folder, device="cpu")
+
+
+def test_explorer_offers_the_kinds_of_the_models_world(app, rich_components):
+    from diffedit_lab.toy.world import KINDS
+
+    assert app.world == "classic"  # the tiny model knows the classic words only
+    assert [v for _, v in app.controls["kind"].options] == ["colour", "shape"]
+    with pytest.raises(ValueError, match="not an edit of this model's classic world"):
+        widgets.explorer(app.c, kind="background")
+    rich = widgets.explorer(rich_components, scene=5, kind="background", settings=SMALL)
+    assert rich.world == "rich" and [v for _, v in rich.controls["kind"].options] == list(KINDS)
+    assert rich.edit_spec.kind == "background" and rich.edit_spec.scene.world == "rich"
+    assert rich.controls["source"].value == rich.edit_spec.source and " on " in rich.edit_spec.target
+    for kind in KINDS:  # every kind gives a scene, its texts and a mask, without an error
+        rich.controls["kind"].value = kind
+        assert rich.edit_spec.kind == kind and rich.last_error is None, (kind, rich.last_error)
+        assert rich.controls["target"].value == rich.edit_spec.target
+    assert rich.mask is not None

@@ -73,7 +73,8 @@ import torch
 
 from ..metrics import background_psnr, background_ssim, mask_iou
 from .checker import check, check_edit
-from .world import KINDS, SIZE, VOCABULARY, WORDS, Edit, Scene, make_edit, make_scene, rich_scene
+from .texts import model_world
+from .world import KINDS, SIZE, Edit, Scene, make_edit, make_scene, rich_scene
 
 if TYPE_CHECKING:
     from ..models import Components
@@ -185,25 +186,8 @@ RICH_FIGURES = (
 # --------------------------------------------------------------------------- which world
 
 
-def tokenizer_words(tokenizer) -> set[str]:
-    """The whole words a tokenizer has one token for (``"word</w>"``); single letters other than "a" left out."""
-    words = (t[: -len("</w>")] for t in tokenizer.get_vocab() if t.endswith("</w>"))
-    return {w for w in words if len(w) > 1 or w == "a"}
-
-
-def model_world(c: Components) -> tuple[str, str]:
-    """``(world, why)``: ``"rich"`` when the model's tokenizer knows exactly the rich world's
-    words (a model trained by ``toy.train --world rich``), else ``"classic"`` — a real
-    Stable Diffusion knows every word but was never trained on either world."""
-    words = tokenizer_words(c.tokenizer)
-    if words == set(VOCABULARY):
-        return "rich", f"the model's words are the rich world's {len(VOCABULARY)}"
-    if words == set(WORDS):
-        return "classic", f"the model's words are the classic world's {len(WORDS)}"
-    missing = [w for w in VOCABULARY if w not in words]
-    if missing:
-        return "classic", f"the model does not know {', '.join(map(repr, missing[:4]))}{', …' if len(missing) > 4 else ''}"
-    return "classic", "the model's vocabulary is not a shapes world's; pass --world rich to measure it there"
+# ``tokenizer_words`` and ``model_world`` live in :mod:`diffedit_lab.toy.texts` (the explorer
+# asks the same question); imported above.
 
 
 # --------------------------------------------------------------------------- data

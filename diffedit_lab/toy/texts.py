@@ -263,3 +263,48 @@ def _edit_background(scene, background: str) -> Reading:
 def edit_from_texts(scene, source: str, target: str):
     """The ``world.Edit`` the texts describe on ``scene``, or ``None`` (see :func:`read_edit`)."""
     return read_edit(scene, source, target).edit
+
+
+# --------------------------------------------------------------------------- the model's world
+
+
+def words_world(words: set[str]) -> tuple[str, str]:
+    """``(world, why)`` for a model that knows these whole ``words``: ``"rich"`` when they are exactly
+    the rich world's :data:`~diffedit_lab.toy.world.VOCABULARY` (a model trained by
+    ``toy.train --world rich``), else ``"classic"`` — a real Stable Diffusion knows every word but
+    was never trained on either world."""
+    if words == set(world.VOCABULARY):
+        return "rich", f"the model's words are the rich world's {len(world.VOCABULARY)}"
+    if words == set(world.WORDS):
+        return "classic", f"the model's words are the classic world's {len(world.WORDS)}"
+    missing = [w for w in world.VOCABULARY if w not in words]
+    if missing:
+        return "classic", f"the model does not know {', '.join(map(repr, missing[:4]))}{', …' if len(missing) > 4 else ''}"
+    return "classic", "the model's vocabulary is not a shapes world's; pass --world rich to measure it there"
+
+
+def tokenizer_words(tokenizer) -> set[str]:
+    """The whole words a tokenizer has one token for (``"word</w>"``); single letters other than "a" left out."""
+    return _whole_words(tokenizer.get_vocab())
+
+
+def _whole_words(vocab) -> set[str]:
+    words = (t[: -len("</w>")] for t in vocab if t.endswith("</w>"))
+    return {w for w in words if len(w) > 1 or w == "a"}
+
+
+def model_world(c) -> tuple[str, str]:
+    """:func:`words_world` of a loaded model's tokenizer."""
+    return words_world(tokenizer_words(c.tokenizer))
+
+
+def folder_world(folder) -> tuple[str, str]:
+    """:func:`words_world` of a model folder, read from its ``tokenizer/vocab.json`` without loading
+    the model (the explorer's scene picker, before the model is loaded)."""
+    import json
+    from pathlib import Path
+
+    vocab = Path(folder) / "tokenizer" / "vocab.json"
+    if not vocab.is_file():
+        return "classic", f"{vocab} not found"
+    return words_world(_whole_words(json.loads(vocab.read_text())))
