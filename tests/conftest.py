@@ -75,3 +75,31 @@ def tiny_image():
     img[...] = (30, 60, 200)
     img[(yy - 16) ** 2 + (xx - 16) ** 2 < 64] = (220, 30, 30)
     return Image.fromarray(img)
+
+
+@pytest.fixture()
+def pie_bench_folder(tmp_path) -> Path:
+    """Two held-out shapes-world edits exported in PIE-Bench's layout, as a real PIE-Bench folder
+    (the ``shapes_world`` entries removed, so no pixel checker scores them)."""
+    import json
+
+    from diffedit_lab.toy import export_bench
+
+    folder = tmp_path / "pie"
+    export_bench.main([str(folder), "--edits", "2"])
+    mapping = json.loads((folder / "mapping_file.json").read_text())
+    for item in mapping.values():
+        del item["shapes_world"]
+    (folder / "mapping_file.json").write_text(json.dumps(mapping))
+    return folder
+
+
+def quick_pie_bench(model_dir, folder, out, *options) -> dict:
+    """``bench quality --quick`` on a PIE-Bench folder (2 edits, 2 steps, no successors); its results.json."""
+    import json
+
+    from diffedit_lab.bench.__main__ import main
+
+    assert main(["quality", "--quick", "--edits", "2", "--steps", "2", "--batch", "2", "--model", str(model_dir),
+                 "--out", str(out), "--no-progress", "--no-successors", "--dataset", str(folder), *options]) == 0
+    return json.loads((Path(out) / "results.json").read_text())

@@ -5,6 +5,7 @@ here (LPIPS computed: tests/test_bench_lpips.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 import torch
 
 from diffedit_lab.bench import pie
+
+from conftest import quick_pie_bench
 
 TOKENIZER = Path(pie.__file__).resolve().parents[1] / "toy" / "model" / "tokenizer"  # a CLIPTokenizer
 
@@ -169,29 +172,14 @@ def test_cli_option_reaches_the_run(tiny_clip):
     assert settings_from(parse_args(["--clip-model", str(tiny_clip)])).clip_model == str(tiny_clip)
 
 
-def test_quick_bench_on_a_pie_bench_folder_reports_the_clip_score(tiny_clip, tiny_model_dir, tmp_path, monkeypatch):
-    import json
-
+def test_quick_bench_on_a_pie_bench_folder_reports_the_clip_score(tiny_clip, tiny_model_dir, pie_bench_folder,
+                                                                 tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no LPIPS weights here, whatever this machine has
-
-    from diffedit_lab.bench.__main__ import main
-    from diffedit_lab.toy import export_bench
-
-    folder = tmp_path / "pie"
-    export_bench.main([str(folder), "--edits", "2"])
-    mapping = json.loads((folder / "mapping_file.json").read_text())
-    for item in mapping.values():
-        del item["shapes_world"]  # a real PIE-Bench entry
-    (folder / "mapping_file.json").write_text(json.dumps(mapping))
-    out = tmp_path / "out"
-    assert main(["quality", "--quick", "--edits", "2", "--steps", "2", "--batch", "2", "--model", str(tiny_model_dir),
-                 "--out", str(out), "--no-progress", "--no-successors", "--dataset", str(folder),
-                 "--clip-model", str(tiny_clip)]) == 0
-    res = json.loads((out / "results.json").read_text())
+    res = quick_pie_bench(tiny_model_dir, pie_bench_folder, tmp_path / "out", "--clip-model", str(tiny_clip))
     assert res["settings"]["clip_model"] == str(tiny_clip)
     assert res["settings"]["learned_metrics"]["clip_score"].startswith("computed: ")
     assert res["settings"]["learned_metrics"]["lpips"].startswith("skipped: ")
-    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
     assert rows and all(0 <= r["clip_score"] <= 100 and 0 <= r["clip_score_edited"] <= 100 for r in rows)
     assert not any("lpips_unedited" in r for r in rows) and "lpips_unedited" not in res["methods"]["diffedit"]["0.8"]
     for kind, methods in res["by_kind"].items():

@@ -22,6 +22,8 @@ import torch
 from diffedit_lab.bench import lpips as L
 from diffedit_lab.bench import pie
 
+from conftest import quick_pie_bench
+
 
 def write_random_weights(torch_home: Path, lin_file: Path, seed: int = 0) -> tuple[Path, Path]:
     """Random SqueezeNet 1.1 weights as torchvision caches them (``features.*`` and its classifier)
@@ -233,26 +235,14 @@ def test_a_foreign_file_is_an_error_not_random_weights(weights, tmp_path):
         L.LPIPS()(torch.zeros(1, 3, 16, 40), torch.zeros(1, 3, 16, 40))
 
 
-def test_quick_bench_on_a_pie_bench_folder_writes_lpips_rows(weights, tiny_model_dir, tmp_path):
-    from diffedit_lab.bench.__main__ import main
-    from diffedit_lab.toy import export_bench
-
+def test_quick_bench_on_a_pie_bench_folder_writes_lpips_rows(weights, tiny_model_dir, pie_bench_folder, tmp_path):
     _, lin = weights
-    folder = tmp_path / "pie"
-    export_bench.main([str(folder), "--edits", "2"])
-    mapping = json.loads((folder / "mapping_file.json").read_text())
-    for item in mapping.values():
-        del item["shapes_world"]  # a real PIE-Bench entry
-    (folder / "mapping_file.json").write_text(json.dumps(mapping))
-    out = tmp_path / "out"
-    assert main(["quality", "--quick", "--edits", "2", "--steps", "2", "--batch", "2", "--model", str(tiny_model_dir),
-                 "--out", str(out), "--no-progress", "--no-successors", "--dataset", str(folder),
-                 "--clip-model", "none", "--lpips-weights", str(lin)]) == 0
-    res = json.loads((out / "results.json").read_text())
+    res = quick_pie_bench(tiny_model_dir, pie_bench_folder, tmp_path / "out", "--clip-model", "none",
+                          "--lpips-weights", str(lin))
     assert res["settings"]["lpips_weights"] == str(lin)
     assert res["settings"]["learned_metrics"]["lpips"].startswith("computed: ")
-    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
-    edits = pie.read_dataset(folder)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
+    edits = pie.read_dataset(pie_bench_folder)
     model = pie.lpips_scorer(str(lin))
     assert rows and all(math.isfinite(r["lpips_unedited"]) and r["lpips_unedited"] >= 0 for r in rows)
     assert len({round(r["lpips_unedited"], 6) for r in rows}) > 1  # the outputs differ, so do their distances
