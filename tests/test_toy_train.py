@@ -56,3 +56,29 @@ def test_quick_rich_run_checkpoints_and_resumes(tmp_path):
     (out / "words.json").write_text(json.dumps(["a", "b"]))
     with pytest.raises(SystemExit):  # another vocabulary: token ids would not match
         train.main(["--quick", "--world", "rich", "--out", str(out), "--resume"])
+
+
+def test_a_run_widened_to_8_latent_channels_goes_on_from_the_old_one(tmp_path):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    train.main(["--quick", "--world", "rich", "--out", str(old)])
+    with pytest.raises(SystemExit):
+        train.main(["--quick", "--world", "rich", "--out", str(new), "--latent-channels", "0"])
+    with pytest.raises(FileNotFoundError, match="no vae.pt there"):
+        train.main(["--quick", "--world", "rich", "--out", str(new), "--widen-from", str(tmp_path / "nowhere"),
+                    "--latent-channels", "8"])
+    train.main(["--quick", "--world", "rich", "--out", str(new), "--widen-from", str(old), "--latent-channels", "8",
+                "--export", str(new / "model")])
+    assert "widened_from" in torch.load(new / "vae.pt", weights_only=False)  # phase 1 went on from the widened VAE
+    assert AutoencoderKL.from_pretrained(new / "model" / "vae").config.latent_channels == 8
+    unet = UNet2DConditionModel.from_pretrained(new / "model" / "unet")
+    assert unet.config.in_channels == unet.config.out_channels == 8
+    assert torch.load(new / "unet.pt", weights_only=False)["step"] == 3  # its whole (quick) schedule from step 0
+    from diffedit_lab import edit, load_components
+
+    c = load_components(new / "model")
+    scene = make_scene(3, "rich")
+    result = edit(c, scene.image, source=scene.caption, target=scene.caption.replace("a ", "a big ", 1), steps=2, n=1)
+    assert c.latent_channels == 8 and result.mask.noisy_latents.shape[2:] == (8, 16, 16)
+    assert result.mask.mask.shape[-2:] == (16, 16) and result.image is not None

@@ -54,14 +54,14 @@ DIFFEDIT_DEFAULTS = {"guidance": 5.0, "inversion_guidance": 1.0, "mask_strength"
                      "n": 10, "clamp_ratio": 3.0, "threshold": 0.5, "strength": 0.8, "steps": 50}
 
 
-def vae_model(size: int = 64, factor: int = 4):
-    """``size``×``size``×3 → (size/factor)²×4; factor 4: three blocks (32, 64, 64), as shipped;
-    factor 8: four (32, 64, 64, 64), SD's factor."""
+def vae_model(size: int = 64, factor: int = 4, latent_channels: int = 4):
+    """``size``×``size``×3 → (size/factor)²×``latent_channels`` (4, as SD and the shipped model);
+    factor 4: three blocks (32, 64, 64), as shipped; factor 8: four (32, 64, 64, 64), SD's factor."""
     from diffusers import AutoencoderKL
 
     blocks = {4: (32, 64, 64), 8: (32, 64, 64, 64)}[factor]
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=size,
+        in_channels=3, out_channels=3, latent_channels=latent_channels, sample_size=size,
         down_block_types=("DownEncoderBlock2D",) * len(blocks), up_block_types=("UpDecoderBlock2D",) * len(blocks),
         block_out_channels=blocks, layers_per_block=1, norm_num_groups=16,
     )
@@ -77,11 +77,11 @@ def text_model(vocab_size: int, max_length: int = MAX_LENGTH):
     ))
 
 
-def unet_model(sample_size: int = 16):
+def unet_model(sample_size: int = 16, channels: int = 4):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
+        sample_size=sample_size, in_channels=channels, out_channels=channels, layers_per_block=1,
         block_out_channels=(64, 128, 128),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
@@ -186,10 +186,11 @@ def round_trip_psnr(vae, images: np.ndarray) -> float:
 
 
 def train_vae(images: np.ndarray, out: Path, steps: int, batch: int, seed: int, crop: int = 32,
-              size: int = 64, factor: int = 4, init: dict | None = None, ckpt_minutes: float = 10.0):
+              size: int = 64, factor: int = 4, init: dict | None = None, ckpt_minutes: float = 10.0,
+              latent_channels: int = 4):
     """Phase 1; returns the trained VAE with its scaling factor set. ``init``: a state dict to
     start from (a warm start) when there is no checkpoint yet."""
-    vae = vae_model(size, factor)
+    vae = vae_model(size, factor, latent_channels)
     if init is not None:
         vae.load_state_dict(init)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
@@ -265,7 +266,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
 
     mean, std = latents
     sf = vae.config.scaling_factor
-    te, unet = text_model(len(tokenizer), max_length), unet_model(mean.shape[-1])
+    te, unet = text_model(len(tokenizer), max_length), unet_model(mean.shape[-1], mean.shape[1])
     if init is not None:
         te.load_state_dict(init["te"]), unet.load_state_dict(init["unet"])
     params = list(te.parameters()) + list(unet.parameters())
@@ -319,6 +320,35 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     if export_to:
         export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": max(start, steps)})
     return ema_te, ema_unet
+
+
+def widen_from(run: Path, out: Path, channels: int, size: int, factor: int, vocab_size: int, max_length: int) -> None:
+    """Start ``out`` from the checkpoints of run folder ``run`` with ``channels`` latent channels
+    (:mod:`diffedit_lab.toy.widen`: the wider networks compute what the old ones did). A file
+    already in ``out`` is kept (e.g. a ``vae.pt`` fine-tuned by ``toy.vae_ceiling tune``):
+    ``vae.pt`` — the old VAE widened, at its step (phase 1 goes on to ``--vae-steps``);
+    ``unet.pt`` — the old EMA text encoder and UNet (widened) as weights and EMA, at step 0 with a
+    fresh optimiser (phase 2 runs its whole schedule)."""
+    from .widen import widen_unet, widen_vae
+
+    for name in ("vae.pt", "unet.pt"):
+        if not (run / name).exists():
+            raise FileNotFoundError(f"--widen-from {run}: no {name} there; pass a toy.train run folder")
+    if not (out / "vae.pt").exists():
+        s = torch.load(run / "vae.pt", weights_only=False)
+        old = vae_model(size, factor, s["model"]["post_quant_conv.weight"].shape[0])
+        old.load_state_dict(s["model"])
+        save_state(out / "vae.pt", model=widen_vae(old, channels).state_dict(), opt=None, step=s["step"],
+                   widened_from=str(run / "vae.pt"))
+    if not (out / "unet.pt").exists():
+        s = torch.load(run / "unet.pt", weights_only=False)
+        old = unet_model(size // factor, s["ema_unet"]["conv_in.weight"].shape[1])
+        old.load_state_dict(s["ema_unet"])
+        unet = widen_unet(old, channels).state_dict()
+        te = text_model(vocab_size, max_length)
+        te.load_state_dict(s["ema_te"])
+        save_state(out / "unet.pt", te=te.state_dict(), unet=unet, opt=None, ema_te=te.state_dict(), ema_unet=unet,
+                   step=0, loss=float("nan"), widened_from=f"{run / 'unet.pt'} at step {s['step']}")
 
 
 def warm_start(folder: Path, tokenizer, max_length: int) -> dict:
@@ -423,11 +453,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true", help="go on from the checkpoints in --out (error if there are none)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="go on from an exported model folder (e.g. the shipped one) when --out has no checkpoint")
+    p.add_argument("--latent-channels", type=int, default=4, help="the VAE's latent channels (the UNet's in and out)")
+    p.add_argument("--widen-from", type=Path, default=None,
+                   help="start --out from another run's checkpoints widened to --latent-channels (toy.widen)")
     p.add_argument("--warm-start", type=Path, default=None,
                    help="start a new run (rich world) from an exported model's weights, vocabulary remapped")
     a = p.parse_args(argv)
     if a.quick:
         a.scenes, a.unet_scenes, a.vae_steps, a.unet_steps, a.batch, a.vae_batch = 64, 64, 3, 3, 4, 4
+    if a.latent_channels < 1:
+        p.error(f"--latent-channels must be at least 1, got {a.latent_channels}")
+    if a.widen_from and a.warm_start:
+        p.error("--widen-from and --warm-start both say where to start: pass one")
     if a.resume and not (a.out / "vae.pt").exists():
         p.error(f"--resume: no checkpoint in {a.out} (vae.pt); start without --resume")
     if a.warm_start and (a.vae_factor != 4 or a.image_size != 64):
@@ -449,11 +486,13 @@ def main(argv: list[str] | None = None) -> None:
     if a.init_from:
         init_from(a.init_from, a.out, a.vae_steps)
     init = warm_start(a.warm_start, tokenizer, max_length) if a.warm_start else None
+    if a.widen_from:
+        widen_from(a.widen_from, a.out, a.latent_channels, a.image_size, a.vae_factor, len(tokenizer), max_length)
     log(a.out, "events.jsonl", phase="start", argv=sys.argv[1:] if argv is None else argv)
     name = f"scenes_{a.scenes}.npz" if not rich else f"scenes_{a.world}_{a.image_size}_{a.scenes}.npz"
     images, captions = dataset(a.scenes, a.seed, a.out / name, a.world, a.classic_fraction, a.image_size)
     vae = train_vae(images, a.out, a.vae_steps, a.vae_batch, a.seed, a.vae_crop, a.image_size, a.vae_factor,
-                    init and init["vae"], a.ckpt_minutes)
+                    init and init["vae"], a.ckpt_minutes, a.latent_channels)
     vae.requires_grad_(False)
     latents = cached(a.out / f"latents_{a.unet_scenes}.pt", lambda: encode_all(vae, images[: a.unet_scenes]))
     captions = captions[: a.unet_scenes]
