@@ -1,0 +1,60 @@
+"""The VAE-ceiling probe (object by object) and the object-weighted VAE fine-tune."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffedit_lab.toy import rich_checker, train, vae_ceiling, world
+from diffedit_lab.toy.quality import rich_held_out_scenes
+
+
+def test_probe_reads_true_images_right_and_misses_erased_objects():
+    scenes = [s for s in rich_held_out_scenes(8) if not s.night][:4]
+    truth = vae_ceiling.probe(np.stack([s.image for s in scenes]), scenes)
+    n = sum(len(s.objects) for s in scenes)
+    assert sum(int(v.split("/")[0]) for v in truth["objects"].values()) == n
+    assert all(r == 1.0 for r in truth["scenes_ok_rate"].values())
+    erased = vae_ceiling.probe(np.stack([s.backdrop.round().clip(0, 255).astype(np.uint8) for s in scenes]), scenes)
+    assert sum(int(v.split("/")[0]) for v in erased["objects"].values()) == 0
+    assert sum(int(v.split("/")[1]) for v in erased["objects"].values()) == n
+    assert erased["background_psnr"] > erased["object_psnr"] + 10  # only objects (and their rims) differ
+
+
+def test_weighted_l1_and_dilation():
+    m = torch.zeros(1, 1, 5, 5)
+    m[0, 0, 2, 2] = 1
+    assert vae_ceiling.dilate(m, 1).sum() == 9 and vae_ceiling.dilate(m, 0).sum() == 1
+    x, y = torch.zeros(1, 3, 5, 5), torch.zeros(1, 3, 5, 5)
+    y[..., 2, 2] = 1.0  # an error only on the object pixel
+    plain = vae_ceiling.weighted_l1(y, x, torch.ones_like(m))
+    assert torch.isclose(plain, (y - x).abs().mean())
+    assert vae_ceiling.weighted_l1(y, x, 1 + 10 * m) > 5 * plain
+
+
+def test_tune_writes_a_train_py_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    src = tmp_path / "src.pt"
+    train.save_state(src, model=train.vae_model(64, 4).state_dict(), opt=None, step=7, loss=0.0)
+    vae = vae_ceiling.tune(src, tmp_path / "out", 2, 4.0, scenes=8, batch=2)
+    s = torch.load(tmp_path / "out" / "vae.pt", weights_only=False)
+    assert {"model", "opt", "step", "loss"} <= set(s) and s["step"] == 9
+    assert vae.config.scaling_factor > 0
+    again = vae_ceiling.load_vae(tmp_path / "out" / "vae.pt")
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), s["model"].values()))
+    with pytest.raises(FileNotFoundError, match="no such VAE checkpoint"):
+        vae_ceiling.load_vae(tmp_path / "missing.pt")
+
+
+def test_small_range_variant_is_local(monkeypatch):
+    monkeypatch.setitem(world.SIZE_RANGE, "small", world.SIZE_RANGE["small"])
+    monkeypatch.setattr(rich_checker, "SMALL_MAX", rich_checker.SMALL_MAX)
+    vae_ceiling.set_small_range(6.0, 8.0)
+    smalls = [o.r for s in rich_held_out_scenes(12) for o in s.objects if o.size == "small"]
+    assert smalls and min(smalls) >= 6.0 and rich_checker.SMALL_MAX == 8.5
+
+
+def test_cli_needs_a_vae():
+    with pytest.raises(SystemExit):
+        vae_ceiling.main(["probe"])
