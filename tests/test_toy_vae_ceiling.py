@@ -58,3 +58,13 @@ def test_small_range_variant_is_local(monkeypatch):
 def test_cli_needs_a_vae():
     with pytest.raises(SystemExit):
         vae_ceiling.main(["probe"])
+
+
+def test_edge_l1_sees_a_blurred_edge_more_than_the_l1():
+    x = torch.zeros(1, 1, 2, 8)
+    x[..., 4:] = 1.0  # a step
+    blur = torch.tensor([0, 0, 0, 0.25, 0.75, 1, 1, 1]).expand(1, 1, 2, 8)
+    w = torch.ones(1, 1, 2, 8)
+    assert vae_ceiling.edge_l1(x, x, w) == 0
+    assert vae_ceiling.weighted_l1(blur, x, w) == pytest.approx(0.5 / 8)  # the plain L1 barely sees it
+    assert vae_ceiling.edge_l1(blur, x, w) == pytest.approx(0.5 * (1.0 / 7 + 0))

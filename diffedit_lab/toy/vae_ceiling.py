@@ -16,7 +16,8 @@ round-trip PSNR. ``--truth`` reads the true images (the checker's own ceiling).
 
 ``tune``: fine-tune a VAE checkpoint with the object-weighted L1
 
-    L = Σ w·|x − D(z)| / Σ w + β·KL,   w = 1 + λ·dilate(M, d),   z ~ q(z|x)
+    L = Σ w·|x − D(z)| / Σ w + β·KL  [+ μ · the same on finite differences ∂x],
+    w = 1 + λ·dilate(M, d),   z ~ q(z|x)
 
 where ``M`` is the union of the true object masks, on training scenes
 ``train.training_scene(i, 0, "rich", 0.25)`` (the same classic mix as the run), random crops.
@@ -99,13 +100,14 @@ def read_objects(image: np.ndarray, scene) -> tuple[list[dict], bool]:
 
 def probe(images: np.ndarray, scenes: list, classic_psnr: float | None = None) -> dict:
     """The probe's numbers for ``images`` (the round-trips, or the true images) of ``scenes``."""
-    by, misses, scene_ok = defaultdict(list), defaultdict(int), defaultdict(list)
+    by, by_name, misses, scene_ok = defaultdict(list), defaultdict(list), defaultdict(int), defaultdict(list)
     obj_psnr, bg_psnr = [], []
     for img, s in zip(images, scenes):
         rows, ok = read_objects(img, s)
         scene_ok[len(s.objects)].append(ok)
         for r in rows:
             by[f"{r['size']}/{r['bg']}"].append(r["ok"])
+            by_name[f"{r['size']}/{s.background}"].append(r["ok"])
             if not r["ok"]:
                 misses[f"{r['truth']} -> {r['read']}"] += 1
         fg = ~s.background_mask
@@ -114,6 +116,7 @@ def probe(images: np.ndarray, scenes: list, classic_psnr: float | None = None) -
     out = dict(
         objects={k: f"{sum(v)}/{len(v)}" for k, v in sorted(by.items())},
         objects_rate={k: round(float(np.mean(v)), 3) for k, v in sorted(by.items())},
+        objects_by_background={k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_name.items())},
         scenes_ok={str(k): f"{sum(v)}/{len(v)}" for k, v in sorted(scene_ok.items())},
         scenes_ok_rate={str(k): round(float(np.mean(v)), 3) for k, v in sorted(scene_ok.items())},
         object_psnr=round(float(np.mean(obj_psnr)), 2), background_psnr=round(float(np.mean(bg_psnr)), 2),
@@ -162,6 +165,14 @@ def weighted_l1(recon: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> t
     return (w * (recon - x).abs()).sum() / w.sum()
 
 
+def edge_l1(recon: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The weighted L1 of the horizontal and vertical differences ``∂x`` (edges and corners):
+    ``½ Σ_{∂ ∈ {∂h, ∂v}} Σ w·|∂x − ∂x̂| / Σ w``."""
+    dh = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
+    dv = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
+    return 0.5 * (weighted_l1(dh(recon), dh(x), weight[..., :, 1:]) + weighted_l1(dv(recon), dv(x), weight[..., 1:, :]))
+
+
 def training_set(n: int, seed: int = 0, classic_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 64, 64, 3) uint8 and object masks (N, 64, 64) bool of training scenes
     ``train.training_scene(i, seed, "rich", classic_fraction)``, i < n."""
@@ -183,9 +194,10 @@ def crops(x: torch.Tensor, m: torch.Tensor, size: int, g: torch.Generator) -> tu
 
 
 def tune(src: Path, out: Path, steps: int, lam: float, *, scenes: int = 3000, batch: int = 16, crop: int = 32,
-         dilation: int = 1, peak: float = 3e-4, seed: int = 0, log_every: int = 50):
+         dilation: int = 1, peak: float = 3e-4, seed: int = 0, edge: float = 0.0, log_every: int = 50):
     """Fine-tune the VAE checkpoint ``src`` with the object-weighted L1 (module docstring);
-    writes ``out/vae.pt`` (train.py's format) and returns the VAE with its scaling factor set."""
+    plus ``edge`` times :func:`edge_l1` with the same weights; writes ``out/vae.pt`` (train.py's
+    format) and returns the VAE with its scaling factor set."""
     if steps < 1 or lam < 0:
         raise ValueError(f"steps must be ≥ 1 and lam ≥ 0 (got {steps}, {lam})")
     state = torch.load(src, weights_only=False)
@@ -205,7 +217,10 @@ def tune(src: Path, out: Path, steps: int, lam: float, *, scenes: int = 3000, ba
         x, m = crops(x, m, crop, g)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(g)).sample
-        loss = weighted_l1(recon, x, 1 + lam * m) + 1e-6 * posterior.kl().mean()
+        w = 1 + lam * m
+        loss = weighted_l1(recon, x, w) + 1e-6 * posterior.kl().mean()
+        if edge:
+            loss = loss + edge * edge_l1(recon, x, w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -214,7 +229,7 @@ def tune(src: Path, out: Path, steps: int, lam: float, *, scenes: int = 3000, ba
         if (step + 1) % 200 == 0 or step + 1 == steps:
             train.save_state(out / "vae.pt", model=vae.state_dict(), opt=opt.state_dict(),
                              step=int(state["step"]) + step + 1, loss=loss.item(), tuned_from=str(src),
-                             tuned_steps=step + 1, lam=lam, dilation=dilation)
+                             tuned_steps=step + 1, lam=lam, dilation=dilation, edge=edge)
     vae.eval()
     with torch.no_grad():
         z = vae.encode(train.to_tensor(images[:512])).latent_dist.sample(g)
@@ -234,6 +249,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lam", type=float, default=10.0)
     p.add_argument("--dilation", type=int, default=1)
+    p.add_argument("--edge", type=float, default=0.0, help="weight of the edge (finite-difference) L1")
     p.add_argument("--json", type=Path, default=None, help="append the probe's result here")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -251,7 +267,7 @@ def main(argv=None) -> int:
             with open(a.json, "a") as f:
                 f.write(json.dumps(res) + "\n")
     else:
-        tune(a.vae, a.out, a.steps, a.lam, scenes=a.scenes, dilation=a.dilation)
+        tune(a.vae, a.out, a.steps, a.lam, scenes=a.scenes, dilation=a.dilation, edge=a.edge)
         print(f"wrote {a.out / 'vae.pt'}")
     return 0
 
