@@ -68,3 +68,17 @@ def test_edge_l1_sees_a_blurred_edge_more_than_the_l1():
     assert vae_ceiling.edge_l1(x, x, w) == 0
     assert vae_ceiling.weighted_l1(blur, x, w) == pytest.approx(0.5 / 8)  # the plain L1 barely sees it
     assert vae_ceiling.edge_l1(blur, x, w) == pytest.approx(0.5 * (1.0 / 7 + 0))
+
+
+def test_decoder_only_tune_keeps_the_encoder(tmp_path):
+    torch.manual_seed(0)
+    src = tmp_path / "src.pt"
+    start = train.vae_model(64, 4).state_dict()
+    train.save_state(src, model=start, opt=None, step=0, loss=0.0)
+    vae_ceiling.tune(src, tmp_path / "out", 2, 10.0, scenes=8, batch=2, decoder_only=True)
+    s = torch.load(tmp_path / "out" / "vae.pt", weights_only=False)
+    assert s["opt"] is None  # train.py's optimiser covers every parameter: no partial state
+    enc = [k for k in start if k.startswith(("encoder.", "quant_conv."))]
+    dec = [k for k in start if k.startswith("decoder.") and k.endswith("weight")]
+    assert all(torch.equal(start[k], s["model"][k]) for k in enc)
+    assert any(not torch.equal(start[k], s["model"][k]) for k in dec)

@@ -194,17 +194,22 @@ def crops(x: torch.Tensor, m: torch.Tensor, size: int, g: torch.Generator) -> tu
 
 
 def tune(src: Path, out: Path, steps: int, lam: float, *, scenes: int = 3000, batch: int = 16, crop: int = 32,
-         dilation: int = 1, peak: float = 3e-4, seed: int = 0, edge: float = 0.0, log_every: int = 50):
+         dilation: int = 1, peak: float = 3e-4, seed: int = 0, edge: float = 0.0, decoder_only: bool = False,
+         log_every: int = 50):
     """Fine-tune the VAE checkpoint ``src`` with the object-weighted L1 (module docstring);
     plus ``edge`` times :func:`edge_l1` with the same weights; writes ``out/vae.pt`` (train.py's
-    format) and returns the VAE with its scaling factor set."""
+    format) and returns the VAE with its scaling factor set. ``decoder_only``: the encoder (and
+    ``quant_conv``) stay frozen, so the latents — and a UNet trained on them — stay valid."""
     if steps < 1 or lam < 0:
         raise ValueError(f"steps must be ≥ 1 and lam ≥ 0 (got {steps}, {lam})")
     state = torch.load(src, weights_only=False)
     vae = train.vae_model(64, 4)
     vae.load_state_dict(state["model"])
     vae.train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=peak, weight_decay=0.0)
+    if decoder_only:
+        vae.encoder.requires_grad_(False), vae.quant_conv.requires_grad_(False)
+        vae.encoder.eval()
+    opt = torch.optim.AdamW([q for q in vae.parameters() if q.requires_grad], lr=peak, weight_decay=0.0)
     images, masks = training_set(scenes, seed)
     g = torch.Generator().manual_seed(seed + 13)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,9 +232,10 @@ def tune(src: Path, out: Path, steps: int, lam: float, *, scenes: int = 3000, ba
         if (step + 1) % log_every == 0 or step + 1 == steps:
             train.log(out, "tune.jsonl", step=step + 1, loss=loss.item(), s_per_step=(time.time() - t0) / (step + 1))
         if (step + 1) % 200 == 0 or step + 1 == steps:
-            train.save_state(out / "vae.pt", model=vae.state_dict(), opt=opt.state_dict(),
+            train.save_state(out / "vae.pt", model=vae.state_dict(), opt=None if decoder_only else opt.state_dict(),
                              step=int(state["step"]) + step + 1, loss=loss.item(), tuned_from=str(src),
-                             tuned_steps=step + 1, lam=lam, dilation=dilation, edge=edge)
+                             tuned_steps=step + 1, lam=lam, dilation=dilation, edge=edge,
+                             decoder_only=decoder_only)
     vae.eval()
     with torch.no_grad():
         z = vae.encode(train.to_tensor(images[:512])).latent_dist.sample(g)
@@ -249,6 +255,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lam", type=float, default=10.0)
     p.add_argument("--dilation", type=int, default=1)
+    p.add_argument("--decoder-only", action="store_true", help="tune the decoder only (latents unchanged)")
     p.add_argument("--edge", type=float, default=0.0, help="weight of the edge (finite-difference) L1")
     p.add_argument("--json", type=Path, default=None, help="append the probe's result here")
     a = p.parse_args(argv)
@@ -267,7 +274,7 @@ def main(argv=None) -> int:
             with open(a.json, "a") as f:
                 f.write(json.dumps(res) + "\n")
     else:
-        tune(a.vae, a.out, a.steps, a.lam, scenes=a.scenes, dilation=a.dilation, edge=a.edge)
+        tune(a.vae, a.out, a.steps, a.lam, scenes=a.scenes, dilation=a.dilation, edge=a.edge, decoder_only=a.decoder_only)
         print(f"wrote {a.out / 'vae.pt'}")
     return 0
 
