@@ -50,9 +50,9 @@ def test_tune_writes_a_train_py_checkpoint(tmp_path):
 def test_small_range_variant_is_local(monkeypatch):
     monkeypatch.setitem(world.SIZE_RANGE, "small", world.SIZE_RANGE["small"])
     monkeypatch.setattr(rich_checker, "SMALL_MAX", rich_checker.SMALL_MAX)
-    vae_ceiling.set_small_range(6.0, 8.0)
+    vae_ceiling.set_small_range(7.0, 9.0)
     smalls = [o.r for s in rich_held_out_scenes(12) for o in s.objects if o.size == "small"]
-    assert smalls and min(smalls) >= 6.0 and rich_checker.SMALL_MAX == 8.5
+    assert smalls and min(smalls) >= 7.0 and rich_checker.SMALL_MAX == 0.5 * (9.0 + world.SIZE_RANGE["big"][0])
 
 
 def test_cli_needs_a_vae():

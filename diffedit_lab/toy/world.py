@@ -52,7 +52,7 @@ WORDS = ("a", "and", *CLASSIC_SHAPES, *CLASSIC_COLOURS)
 #: every word a caption of either world uses (the next model's vocabulary)
 VOCABULARY = ("a", "and", "on", "at", "night", *SIZES, *SHAPES, *COLOURS, *BACKGROUNDS[1:])
 #: radius ranges (px on the 64-px canvas) of the named sizes; the classic world draws 7–12
-SIZE_RANGE = {"small": (5.0, 7.0), "big": (9.0, 12.0)}
+SIZE_RANGE = {"small": (6.0, 8.0), "big": (10.0, 13.0)}
 #: the night transform, a per-channel gain (dark, blue-tinted)
 NIGHT_GAIN = (0.4, 0.42, 0.6)
 
