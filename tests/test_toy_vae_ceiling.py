@@ -82,3 +82,13 @@ def test_decoder_only_tune_keeps_the_encoder(tmp_path):
     dec = [k for k in start if k.startswith("decoder.") and k.endswith("weight")]
     assert all(torch.equal(start[k], s["model"][k]) for k in enc)
     assert any(not torch.equal(start[k], s["model"][k]) for k in dec)
+
+
+def test_tune_can_widen_the_latents_first(tmp_path):
+    torch.manual_seed(0)
+    src = tmp_path / "src.pt"
+    train.save_state(src, model=train.vae_model(64, 4).state_dict(), opt=None, step=0, loss=0.0)
+    vae_ceiling.tune(src, tmp_path / "out", 2, 10.0, scenes=8, batch=2, channels=8)
+    again = vae_ceiling.load_vae(tmp_path / "out" / "vae.pt")
+    assert again.config.latent_channels == 8
+    assert again.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean.shape == (1, 8, 16, 16)

@@ -46,14 +46,18 @@ def load_vae(path: Path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such VAE checkpoint; pass a train.py vae.pt or a model folder")
-    vae = train.vae_model(64, 4)
     if path.is_dir():
         from diffusers import AutoencoderKL
 
-        vae.load_state_dict(AutoencoderKL.from_pretrained(path / "vae" if (path / "vae").exists() else path).state_dict())
-    else:
-        vae.load_state_dict(torch.load(path, weights_only=False)["model"])
-    return vae.eval()
+        return AutoencoderKL.from_pretrained(path / "vae" if (path / "vae").exists() else path).eval()
+    return _vae_of(torch.load(path, weights_only=False)["model"]).eval()
+
+
+def _vae_of(state: dict):
+    """train.py's VAE (64 px, factor 4) with ``state``'s weights, as many latent channels as they have."""
+    vae = train.vae_model(64, 4, state["post_quant_conv.weight"].shape[0])
+    vae.load_state_dict(state)
+    return vae
 
 
 @torch.no_grad()
@@ -195,16 +199,20 @@ def crops(x: torch.Tensor, m: torch.Tensor, size: int, g: torch.Generator) -> tu
 
 def tune(src: Path, out: Path, steps: int, lam: float, *, scenes: int = 3000, batch: int = 16, crop: int = 32,
          dilation: int = 1, peak: float = 3e-4, seed: int = 0, edge: float = 0.0, decoder_only: bool = False,
-         log_every: int = 50):
+         log_every: int = 50, channels: int | None = None):
     """Fine-tune the VAE checkpoint ``src`` with the object-weighted L1 (module docstring);
     plus ``edge`` times :func:`edge_l1` with the same weights; writes ``out/vae.pt`` (train.py's
     format) and returns the VAE with its scaling factor set. ``decoder_only``: the encoder (and
-    ``quant_conv``) stay frozen, so the latents — and a UNet trained on them — stay valid."""
+    ``quant_conv``) stay frozen, so the latents — and a UNet trained on them — stay valid.
+    ``channels``: first widen the VAE to that many latent channels (:func:`toy.widen.widen_vae`)."""
     if steps < 1 or lam < 0:
         raise ValueError(f"steps must be ≥ 1 and lam ≥ 0 (got {steps}, {lam})")
     state = torch.load(src, weights_only=False)
-    vae = train.vae_model(64, 4)
-    vae.load_state_dict(state["model"])
+    vae = _vae_of(state["model"])
+    if channels is not None and channels != vae.config.latent_channels:
+        from .widen import widen_vae
+
+        vae = widen_vae(vae, channels)
     vae.train()
     if decoder_only:
         vae.encoder.requires_grad_(False), vae.quant_conv.requires_grad_(False)
@@ -257,6 +265,7 @@ def main(argv=None) -> int:
     p.add_argument("--dilation", type=int, default=1)
     p.add_argument("--decoder-only", action="store_true", help="tune the decoder only (latents unchanged)")
     p.add_argument("--edge", type=float, default=0.0, help="weight of the edge (finite-difference) L1")
+    p.add_argument("--channels", type=int, default=None, help="tune: widen to this many latent channels first (toy.widen)")
     p.add_argument("--json", type=Path, default=None, help="append the probe's result here")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -274,7 +283,8 @@ def main(argv=None) -> int:
             with open(a.json, "a") as f:
                 f.write(json.dumps(res) + "\n")
     else:
-        tune(a.vae, a.out, a.steps, a.lam, scenes=a.scenes, dilation=a.dilation, edge=a.edge, decoder_only=a.decoder_only)
+        tune(a.vae, a.out, a.steps, a.lam, scenes=a.scenes, dilation=a.dilation, edge=a.edge, decoder_only=a.decoder_only,
+             channels=a.channels)
         print(f"wrote {a.out / 'vae.pt'}")
     return 0
 
