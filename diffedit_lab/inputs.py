@@ -248,13 +248,19 @@ def _vocab(tokenizer) -> dict:
     return tokenizer.get_vocab()
 
 
+def whole_words(vocab) -> list[str]:
+    """The whole words of a CLIP BPE vocabulary (its ``"word</w>"`` tokens), sorted; single
+    letters other than "a" left out (BPE keeps every letter as a piece)."""
+    words = [t[: -len("</w>")] for t in vocab if t.endswith("</w>")]
+    return sorted(w for w in words if len(w) > 1 or w == "a")
+
+
 def known_words(c) -> list[str] | None:
     """The whole words the built-in model's tokenizer has a token for (sorted); ``None`` for
     other checkpoints (a real CLIP vocabulary knows ~49 000 pieces)."""
     if not getattr(c, "builtin", False):
         return None
-    words = [t[: -len("</w>")] for t in _vocab(c.tokenizer) if t.endswith("</w>")]
-    return sorted(w for w in words if len(w) > 1 or w == "a")
+    return whole_words(_vocab(c.tokenizer))
 
 
 def text_problems(c, text: str) -> tuple[list[str], bool]:

@@ -284,13 +284,10 @@ def words_world(words: set[str]) -> tuple[str, str]:
 
 
 def tokenizer_words(tokenizer) -> set[str]:
-    """The whole words a tokenizer has one token for (``"word</w>"``); single letters other than "a" left out."""
-    return _whole_words(tokenizer.get_vocab())
+    """The whole words a tokenizer has one token for (:func:`diffedit_lab.inputs.whole_words`)."""
+    from ..inputs import whole_words
 
-
-def _whole_words(vocab) -> set[str]:
-    words = (t[: -len("</w>")] for t in vocab if t.endswith("</w>"))
-    return {w for w in words if len(w) > 1 or w == "a"}
+    return set(whole_words(tokenizer.get_vocab()))
 
 
 def model_world(c) -> tuple[str, str]:
@@ -307,4 +304,6 @@ def folder_world(folder) -> tuple[str, str]:
     vocab = Path(folder) / "tokenizer" / "vocab.json"
     if not vocab.is_file():
         return "classic", f"{vocab} not found"
-    return words_world(_whole_words(json.loads(vocab.read_text())))
+    from ..inputs import whole_words
+
+    return words_world(set(whole_words(json.loads(vocab.read_text()))))

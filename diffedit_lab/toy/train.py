@@ -77,6 +77,13 @@ def text_model(vocab_size: int, max_length: int = MAX_LENGTH):
     ))
 
 
+def vae_from_state(state: dict, size: int = 64, factor: int = 4):
+    """:func:`vae_model` with ``state``'s weights, as many latent channels as they have."""
+    vae = vae_model(size, factor, state["post_quant_conv.weight"].shape[0])
+    vae.load_state_dict(state)
+    return vae
+
+
 def unet_model(sample_size: int = 16, channels: int = 4):
     from diffusers import UNet2DConditionModel
 
@@ -336,8 +343,7 @@ def widen_from(run: Path, out: Path, channels: int, size: int, factor: int, voca
             raise FileNotFoundError(f"--widen-from {run}: no {name} there; pass a toy.train run folder")
     if not (out / "vae.pt").exists():
         s = torch.load(run / "vae.pt", weights_only=False)
-        old = vae_model(size, factor, s["model"]["post_quant_conv.weight"].shape[0])
-        old.load_state_dict(s["model"])
+        old = vae_from_state(s["model"], size, factor)
         save_state(out / "vae.pt", model=widen_vae(old, channels).state_dict(), opt=None, step=s["step"],
                    widened_from=str(run / "vae.pt"))
     if not (out / "unet.pt").exists():

@@ -50,14 +50,7 @@ def load_vae(path: Path):
         from diffusers import AutoencoderKL
 
         return AutoencoderKL.from_pretrained(path / "vae" if (path / "vae").exists() else path).eval()
-    return _vae_of(torch.load(path, weights_only=False)["model"]).eval()
-
-
-def _vae_of(state: dict):
-    """train.py's VAE (64 px, factor 4) with ``state``'s weights, as many latent channels as they have."""
-    vae = train.vae_model(64, 4, state["post_quant_conv.weight"].shape[0])
-    vae.load_state_dict(state)
-    return vae
+    return train.vae_from_state(torch.load(path, weights_only=False)["model"]).eval()
 
 
 @torch.no_grad()
@@ -208,7 +201,7 @@ def tune(src: Path, out: Path, steps: int, lam: float, *, scenes: int = 3000, ba
     if steps < 1 or lam < 0:
         raise ValueError(f"steps must be ≥ 1 and lam ≥ 0 (got {steps}, {lam})")
     state = torch.load(src, weights_only=False)
-    vae = _vae_of(state["model"])
+    vae = train.vae_from_state(state["model"])
     if channels is not None and channels != vae.config.latent_channels:
         from .widen import widen_vae
 
