@@ -104,3 +104,36 @@ def test_steps_curve_refuses_bad_counts():
         tune.main(["--steps-curve", "10", "0"])
     with pytest.raises(SystemExit):
         tune.main(["--steps-curve", "10", "10"])
+
+
+def test_mask_ious_give_each_kind_when_the_edits_are_of_several(tiny_components):
+    edits = [e for e in tune.validation_edits(6, "rich", 64) if e.kind in ("colour", "background")]
+    grid = dict(mask_noise=(0.5,), clamp_ratio=(3.0,), threshold=(0.5,), fill_holes=(False,))
+    rows = tune.mask_ious(tiny_components, edits, guidance=3.0, n=2, grid=grid, progress=False)
+    direct = {}
+    for i, e in enumerate(edits):
+        m = noise_diff_mask(tiny_components, Image.fromarray(e.scene.image), e.source, e.target, n=2, mask_noise=0.5,
+                            guidance=3.0, clamp_ratio=3.0, threshold=0.5, seed=i, progress=False)
+        direct.setdefault(e.kind, []).append(float(mask_iou(m.upsampled((64, 64))[0].numpy(), e.mask)))
+    (row,) = rows
+    assert row["mask_iou_colour"] == np.mean(direct["colour"]) and row["mask_iou_background"] == np.mean(direct["background"])
+    assert row["mask_iou"] == np.mean(direct["colour"] + direct["background"])
+    table = tune.format_masks(rows)
+    assert table.splitlines()[0].split()[-2:] == ["colour", "background"] and len(table.splitlines()) == 2
+
+
+def test_the_two_stages_take_the_models_world(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    seen = []
+    real = tune.mask_ious
+    monkeypatch.setattr(tune, "mask_ious", lambda c, edits, **k: seen.extend(edits) or real(c, edits, **k))
+    monkeypatch.setattr(tune, "MASK_GRID", dict(mask_noise=(0.5,), clamp_ratio=(3.0,), threshold=(0.5,),
+                                               fill_holes=(False,)))
+    monkeypatch.setattr(tune, "EDIT_GRID", dict(guidance=(2.0,), encoding_ratio=(0.5,)))
+    tune.main(["--model", str(folder), "--world", "rich", "--edits", "1", "--mask-edits", "6", "--steps", "2",
+               "--no-progress"])
+    assert [e.kind for e in seen] == list(KINDS) and all(e.scene.world == "rich" for e in seen)
+    assert "validation edits of the rich world (--world)" in capsys.readouterr().out

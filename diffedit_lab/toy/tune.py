@@ -3,8 +3,10 @@
     python -m diffedit_lab.toy.tune [--model DIR] [--edits 24] [--mask-edits 48] [--steps 25] [--write]
     python -m diffedit_lab.toy.tune --steps-curve 10 20 30 50 [--out DIR] [--model DIR] [--edits 24] [--write]
 
-Two stages, both on *validation* edits (seeds from ``VALIDATION_SEED``: disjoint from training,
-< 10 000 000, and from the held-out seeds of :mod:`diffedit_lab.toy.quality`):
+Two stages, both on *validation* edits of the model's world (seeds from ``VALIDATION_SEED``:
+disjoint from training, < 10 000 000, and from the held-out seeds of
+:mod:`diffedit_lab.toy.quality`; the world read from the model's tokenizer, or ``--world``; the
+rich world's every kind in turn, and each kind's mask IoU printed beside the mean):
 
 1. **the mask** — mask noise ``s`` (``mask_noise``), clamp ratio ``κ``, threshold ``τ`` and hole
    filling are chosen for the mean IoU between the inferred mask at 64×64
@@ -27,7 +29,7 @@ recorded settings are kept).
 
 **The steps curve** (``--steps-curve T1 T2 …``, instead of the two stages): for each number of
 DDIM steps ``T``, every other setting as the model records it, the validation edits (of the
-model's world, :func:`diffedit_lab.toy.quality.model_world`; the rich world's every kind in
+model's world, :func:`diffedit_lab.toy.texts.model_world`; the rich world's every kind in
 turn) are run with ``edit()`` and scored: edit success, untouched kept, mask IoU at image
 resolution, background PSNR, seconds per edit (wall clock, this machine). The rule
 (:func:`choose_steps`): **the fewest steps within ``--success-tolerance`` (2 points) of the best
@@ -88,10 +90,26 @@ def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid
                                 guidance=guidance, seed=i, progress=False)
             for kappa, tau, fill in itertools.product(grid["clamp_ratio"], grid["threshold"], grid["fill_holes"]):
                 mask = m.rethreshold(clamp_ratio=kappa, threshold=tau, fill_holes=fill).upsampled()[0].cpu().numpy()
-                ious.setdefault((s, kappa, tau, fill), []).append(float(mask_iou(mask, e.mask)))
-    rows = [dict(mask_noise=s, clamp_ratio=kappa, threshold=tau, fill_holes=fill, mask_iou=float(np.mean(v)))
-            for (s, kappa, tau, fill), v in ious.items()]
+                ious.setdefault((s, kappa, tau, fill), []).append((e.kind, float(mask_iou(mask, e.mask))))
+    rows = []
+    for (s, kappa, tau, fill), v in ious.items():
+        row = dict(mask_noise=s, clamp_ratio=kappa, threshold=tau, fill_holes=fill,
+                   mask_iou=float(np.mean([iou for _, iou in v])))
+        for kind in dict.fromkeys(k for k, _ in v):  # per kind, when the edits are of several
+            row[f"mask_iou_{kind}"] = float(np.mean([iou for k, iou in v if k == kind]))
+        rows.append(row)
     return sorted(rows, key=lambda r: -r["mask_iou"])
+
+
+def format_masks(rows: list[dict]) -> str:
+    """The mask grid's rows as a plain-text table: the settings, the mean IoU and, when the edits
+    were of several kinds, each kind's."""
+    kinds = [k[len("mask_iou_"):] for k in rows[0] if k.startswith("mask_iou_")] if rows else []
+    lines = [f"{'s':>5} {'κ':>5} {'τ':>5} {'fill':>5} {'IoU':>6}" + "".join(f" {k[:10]:>10}" for k in kinds)]
+    for r in rows:
+        lines.append(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {str(r['fill_holes']):>5} "
+                     f"{r['mask_iou']:6.3f}" + "".join(f" {r['mask_iou_' + k]:10.3f}" for k in kinds))
+    return "\n".join(lines)
 
 
 def edit_scores(c: Components, edits: list[Edit], steps: int, masks: list[dict], grid: dict | None = None,
@@ -217,7 +235,7 @@ def record_settings(folder: Path, values: dict) -> dict:
 def run_steps_curve(c: Components, a: argparse.Namespace) -> dict:
     """The ``--steps-curve`` command: measure, print, write JSON and PNG (and the settings)."""
     from ..inputs import model_side
-    from .quality import model_world
+    from .texts import model_world
 
     world, why = (a.world, "--world") if a.world else model_world(c)
     edits = validation_edits(a.edits, world, model_side(c))
@@ -259,8 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps-curve", type=int, nargs="+", default=None, metavar="T",
                    help="instead of the two stages: success, IoU and seconds per edit for each number of DDIM steps")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="steps curve: folder for its JSON and PNG")
-    p.add_argument("--world", choices=("classic", "rich"), default=None, help="steps curve: the edits' world "
-                   "(default: the model's own)")
+    p.add_argument("--world", choices=("classic", "rich"), default=None, help="the validation edits' world "
+                   "(default: the model's own, read from its tokenizer)")
     p.add_argument("--success-tolerance", type=float, default=0.02, help="steps curve: success points given up")
     p.add_argument("--iou-tolerance", type=float, default=0.02, help="steps curve: mask IoU given up")
     p.add_argument("--no-progress", action="store_true")
@@ -278,13 +296,15 @@ def main(argv: list[str] | None = None) -> None:
     if a.steps_curve is not None:
         run_steps_curve(c, a)
         return
-    edits = validation_edits(max(a.edits, a.mask_edits))
+    from ..inputs import model_side
+    from .texts import model_world
+
+    world, why = (a.world, "--world") if a.world else model_world(c)
+    edits = validation_edits(max(a.edits, a.mask_edits), world, model_side(c))
+    print(f"{a.model or 'embedded toy model'}: validation edits of the {world} world ({why})")
     model = EditSettings.for_model(c)
     masks = mask_ious(c, edits[:a.mask_edits], guidance=model.guidance, n=model.n, progress=not a.no_progress)
-    print(f"{'s':>5} {'κ':>5} {'τ':>5} {'fill':>5} {'IoU':>6}")
-    for r in masks[:10]:
-        print(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {str(r['fill_holes']):>5} "
-              f"{r['mask_iou']:6.3f}")
+    print(format_masks(masks[:10]))
     best_mask = {k: masks[0][k] for k in MASK_GRID}
     rows = edit_scores(c, edits[:a.edits], a.steps, [best_mask] + ([PAPER_MASK] if best_mask != PAPER_MASK else []),
                        progress=not a.no_progress)
