@@ -48,6 +48,18 @@ def check_threshold(name: str, value) -> float:
     return float(value)
 
 
+RESCALES = ("mean", "range")
+"""How the mask's difference map ``D`` is rescaled to [0, 1] before the threshold (``rescale``)."""
+
+
+def check_rescale(name: str, value) -> str:
+    """The mask's rescale of ``D``: ``"mean"`` (diffusers) or ``"range"`` (the paper)."""
+    if not isinstance(value, str) or value not in RESCALES:
+        raise ValueError(f"`{name}` must be 'mean' (diffusers: divide by κ·mean D) or 'range' (the paper: min–max "
+                         f"to [0, 1]), got {value!r}.")
+    return value
+
+
 def check_prompt(name: str, value, *, required: bool = False):
     """A text, a non-empty list of texts (mean-pooled), or an embedding tensor.
 

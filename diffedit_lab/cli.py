@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fill the holes of the mask (default: the model's setting; off for Stable Diffusion)")
     edit.add_argument("--clamp-ratio", type=_number(float, 0, low_open=True), metavar="C",
                       help="clamp the difference map at C × its mean before rescaling")
+    edit.add_argument("--rescale", choices=("mean", "range"), default=None,
+                      help="how the clamped difference map is rescaled to [0, 1] before --threshold: 'mean' "
+                      "(diffusers: divide by C × its mean; good for small regions) or 'range' (the paper: "
+                      "min–max; also finds a large region such as a background) (default: the model's setting)")
     edit.add_argument("--guidance", type=_number(float, 0), metavar="G", help="classifier-free guidance of the decoding")
     edit.add_argument("--inversion-prompt", metavar="TEXT",
                       help="text for the DDIM encoding (default: none, unconditional as in the paper)")

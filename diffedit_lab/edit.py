@@ -102,7 +102,7 @@ class EditSession:
       source, ``n``, ``mask_noise``, ``steps`` and ``seed``: a new target runs only its own
       n UNet rows (of the 3n);
     * the mask per texts, ``n``, ``mask_noise``, ``guidance``, ``steps`` and ``seed`` — a new
-      ``clamp_ratio``/``threshold``/``fill_holes`` only re-thresholds it, without any model call;
+      ``clamp_ratio``/``threshold``/``rescale``/``fill_holes`` only re-thresholds it, without any model call;
     * the inversion per ``inversion_prompt``, ``encoding_ratio``, ``steps`` and ``inversion_guidance``;
     * the decoding and its images per inversion, target, ``guidance`` and *binary* mask: a new
       threshold that leaves the mask as it was costs nothing.
@@ -187,7 +187,8 @@ class EditSession:
             return raw
 
         raw = self._cached(self._masks, key, compute)
-        return raw.rethreshold(clamp_ratio=s.clamp_ratio, threshold=s.threshold, fill_holes=s.fill_holes)
+        return raw.rethreshold(clamp_ratio=s.clamp_ratio, threshold=s.threshold, fill_holes=s.fill_holes,
+                               rescale=s.rescale)
 
     def inversion(self, inversion_prompt: Prompt = "", settings: EditSettings | None = None, *,
                   progress: bool = True, callback: Progress | None = None, **overrides: Any) -> Inversion:

@@ -9,13 +9,24 @@ they disagree is what has to change:
 
     D^(i)  = mean_channels |ε̂(z_t^(i), t, Q) − ε̂(z_t^(i), t, R)|      (one map per draw)
     D      = (1/n) Σ_i D^(i)                                            (``difference``)
-    D̃      = min(D, κ·mean(D)) / (κ·mean(D))                            (``normalized``, κ = clamp_ratio)
+    D_c    = min(D, κ·mean(D))                                          (extremes removed, κ = clamp_ratio)
+    D̃      = D_c / (κ·mean(D))                            (``normalized``, ``rescale="mean"``: diffusers)
+    D̃      = (D_c − min D_c) / (max D_c − min D_c)        (``normalized``, ``rescale="range"``: the paper)
     M      = [D̃ > τ]                                                     (``mask``, τ = threshold)
     M      ← fill(M)        (optional, ``fill_holes``: cells of ∁M not 4-connected to the border join M)
 
-``mean(D)`` is taken **per image**: adding an image to the batch never changes another image's
-mask (diffusers takes it over the whole batch). κ and τ act on ``D`` only, so
-:meth:`MaskResult.rethreshold` is free — no model call.
+``mean(D)``, ``min`` and ``max`` are taken **per image**: adding an image to the batch never
+changes another image's mask (diffusers takes the mean over the whole batch). κ, τ, the rescale
+and ``fill_holes`` act on ``D`` only, so :meth:`MaskResult.rethreshold` is free — no model call.
+
+**The rescale** (``rescale``): the paper says "remove extreme values …, rescale this difference to
+the range [0, 1] and binarise with a threshold (0.5 default)"; diffusers (and this library by
+default) divides by the clamp bound instead, so ``M = [D > κτ·mean(D)]`` — a cut relative to the
+map's *mean*. That finds a small edited region (most of the map is low, the mean is low) but not a
+large one: when a background edit changes ~95 % of the image, ``mean(D)`` is the background's own
+level and the background is found only with ``κτ < 1``, which selects nearly everything for an
+object edit. ``"range"`` cuts between the map's own lowest and (clamped) highest value, whatever
+the size of the region: one setting for both kinds of edit.
 
 **Holes and resolution** (not in the paper; off by default, as diffusers): when a shape changes and
 its colour stays, ``D`` is a *ring* on the object's outline — inside, both texts agree on the
@@ -41,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checks import check_flag, check_positive, check_prompt, check_threshold, warn
+from .checks import check_flag, check_positive, check_prompt, check_rescale, check_threshold, warn
 from .latents import encode_prompt, is_latents, latent_distribution, make_generator, scale_latents
 from .models import Components, fresh_schedulers
 from .sampling import classifier_free_guidance, denoising_timesteps, unet_output
@@ -72,6 +83,7 @@ class MaskResult:
     guidance: float
     image_size: tuple[int, int]  # (width, height) of the encoded images
     fill_holes: bool = False
+    rescale: str = "mean"  # how D is rescaled to [0, 1]: "mean" (diffusers) or "range" (the paper)
 
     @property
     def mask_noise(self) -> float:
@@ -83,15 +95,16 @@ class MaskResult:
         return self.differences.shape[1]
 
     def rethreshold(self, clamp_ratio: float | None = None, threshold: float | None = None,
-                    fill_holes: bool | None = None) -> "MaskResult":
-        """The same maps with a new ``κ`` (``clamp_ratio``), ``τ`` (``threshold``) and/or
-        ``fill_holes``; no model call."""
+                    fill_holes: bool | None = None, rescale: str | None = None) -> "MaskResult":
+        """The same maps with a new ``κ`` (``clamp_ratio``), ``τ`` (``threshold``), ``fill_holes``
+        and/or ``rescale``; no model call."""
         clamp_ratio = self.clamp_ratio if clamp_ratio is None else check_positive("clamp_ratio", clamp_ratio)
         threshold = self.threshold if threshold is None else check_threshold("threshold", threshold)
         fill_holes = self.fill_holes if fill_holes is None else check_flag("fill_holes", fill_holes)
-        normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold, fill_holes)
+        rescale = self.rescale if rescale is None else check_rescale("rescale", rescale)
+        normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold, fill_holes, rescale)
         return replace(self, normalized=normalized, mask=mask, clamp_ratio=clamp_ratio, threshold=threshold,
-                       fill_holes=fill_holes)
+                       fill_holes=fill_holes, rescale=rescale)
 
     def first_draws(self, k: int) -> "MaskResult":
         """The mask of the first ``k`` draws only — what ``noise_diff_mask(n=k)`` gives with the
@@ -100,7 +113,8 @@ class MaskResult:
             raise ValueError(f"`k` must be in [1, {self.n}] (the draws this mask has), got {k!r}.")
         rest = dict(strength=self.strength, timestep=self.timestep, guidance=self.guidance, image_size=self.image_size)
         return _mask_result(self.noisy_latents[:, :k], self.source_noise[:, :k], self.target_noise[:, :k],
-                            clamp_ratio=self.clamp_ratio, threshold=self.threshold, fill_holes=self.fill_holes, **rest)
+                            clamp_ratio=self.clamp_ratio, threshold=self.threshold, fill_holes=self.fill_holes,
+                            rescale=self.rescale, **rest)
 
     def upsampled(self, size: tuple[int, int] | None = None) -> torch.Tensor:
         """The mask at image resolution, (B, H, W) float 0/1: ``[up(D̃) > τ]`` with ``up`` the
@@ -130,15 +144,27 @@ def noise_difference(source_noise: torch.Tensor, target_noise: torch.Tensor) -> 
 
 
 def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, threshold: float,
-                            fill: bool = False):
-    """``D̃ = min(D, κ·mean(D)) / (κ·mean(D))`` with the mean per image, and ``M = [D̃ > τ]``
-    (its holes filled when ``fill``). Safe: an image whose ``mean(D) ≤`` :data:`DIFFERENCE_FLOOR`
-    gets ``D̃ = 0`` (with a warning), and a bound ``κ·mean(D)`` that underflows to 0 gives
-    ``D̃ = [D > 0]`` (its limit), never 0/0 = NaN."""
+                            fill: bool = False, rescale: str = "mean"):
+    """``D_c = min(D, κ·mean(D))``, rescaled to ``D̃`` in [0, 1], and ``M = [D̃ > τ]`` (its holes
+    filled when ``fill``); mean, min and max per image. ``rescale="mean"`` (diffusers):
+    ``D̃ = D_c / (κ·mean(D))``; ``"range"`` (the paper): ``D̃ = (D_c − min D_c) / (max D_c − min D_c)``.
+    Safe, never 0/0 = NaN: an image whose ``mean(D) ≤`` :data:`DIFFERENCE_FLOOR` gets ``D̃ = 0``
+    (with a warning); with ``"mean"``, a bound ``κ·mean(D)`` that underflows to 0 gives
+    ``D̃ = [D > 0]`` (its limit); with ``"range"``, a flat ``D_c`` (``max D_c = min D_c``: nothing
+    stands out) gives ``D̃ = 0``, an empty mask."""
+    check_rescale("rescale", rescale)
     d = difference.clamp(min=0)
     mean = d.flatten(1).mean(1).view(-1, 1, 1)
     bound = mean * clamp_ratio
-    normalized = torch.where(bound > 0, torch.minimum(d, bound) / torch.where(bound > 0, bound, 1), (d > 0).to(d.dtype))
+    if rescale == "range":
+        clamped = torch.minimum(d, bound)  # D_c = min(D, κ·mean(D))
+        low = clamped.flatten(1).amin(1).view(-1, 1, 1)
+        span = clamped.flatten(1).amax(1).view(-1, 1, 1) - low
+        normalized = (clamped - low) / torch.where(span > 0, span, 1)  # D̃ = (D_c − min D_c) / (max D_c − min D_c)
+        normalized = torch.where(span > 0, normalized, torch.zeros_like(normalized))  # flat: D̃ = 0
+    else:  # D̃ = min(D, κ·mean(D)) / (κ·mean(D)), and [D > 0] where the bound underflows
+        normalized = torch.where(bound > 0, torch.minimum(d, bound) / torch.where(bound > 0, bound, 1),
+                                 (d > 0).to(d.dtype))
     still = mean <= DIFFERENCE_FLOOR
     if bool(still.any()):
         normalized = torch.where(still, torch.zeros_like(normalized), normalized)
@@ -212,6 +238,7 @@ def noise_diff_mask(
     clamp_ratio: float | None = None,
     threshold: float | None = None,
     fill_holes: bool | None = None,
+    rescale: str | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     source_negative_prompt: str | list | torch.Tensor = "",
@@ -230,7 +257,8 @@ def noise_diff_mask(
     Two UNet calls: the source branch ``[∅, R]`` and the target branch ``[Q]`` × n draws (3n
     rows; ``[∅_Q, Q]``, 4n in all, if the two negative texts differ; ``[R]`` and ``[Q]``, 2n,
     if ``w ≤ 1``). The source branch does not depend on the target: :class:`~diffedit_lab.EditSession`
-    keeps it for the next target. ``fill_holes``: fill the holes of ``M`` (see the module doc).
+    keeps it for the next target. ``fill_holes``: fill the holes of ``M``; ``rescale``: ``"mean"``
+    (diffusers) or ``"range"`` (the paper) — how ``D`` is rescaled to [0, 1] (see the module doc).
     ``progress``: a bar over the UNet calls (the source and target branches). Settings left ``None``:
     the paper's (:class:`~diffedit_lab.settings.EditSettings`), checked there. ``strength``: the
     old name of ``mask_noise`` (deprecated).
@@ -242,12 +270,13 @@ def noise_diff_mask(
     check_prompt("target", target, required=True)
     s = PAPER.replace(n=n, mask_noise=mask_noise if mask_noise is not None else given.get("mask_noise"),
                       guidance=guidance, clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes,
-                      steps=steps)
+                      rescale=rescale, steps=steps)
     t, z_t = mask_draws(c, image_or_latents, s.n, s.mask_noise, s.steps, make_generator(seed, generator))
     result, _, _ = mask_from_draws(
         c, z_t, t, s.n, source, target, source_negative_prompt=source_negative_prompt,
         target_negative_prompt=target_negative_prompt, guidance=s.guidance, clamp_ratio=s.clamp_ratio,
-        threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes, progress=progress,
+        threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes, rescale=s.rescale,
+        progress=progress,
     )
     return result
 
@@ -274,6 +303,7 @@ def mask_from_draws(
     source_negative_prompt: str | list | torch.Tensor = "",
     target_negative_prompt: str | list | torch.Tensor = "",
     fill_holes: bool = False,
+    rescale: str = "mean",
     source_predictions: torch.Tensor | None = None,
     target_predictions: torch.Tensor | None = None,
     progress: bool = False,
@@ -281,7 +311,8 @@ def mask_from_draws(
     """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw predictions of
     the source and target branches, which a later call can pass back as ``source_predictions``
     / ``target_predictions`` (from the same draws, texts and ``guidance > 1``-ness). ``progress``:
-    a bar over the UNet calls still to make."""
+    a bar over the UNet calls still to make. ``rescale``: see :func:`normalize_and_threshold`."""
+    check_rescale("rescale", rescale)
     from tqdm.auto import tqdm
 
     guided = guidance > 1
@@ -309,20 +340,21 @@ def mask_from_draws(
     shape = (batch, n, *z_t.shape[1:])
     result = _mask_result(z_t.reshape(shape), source_noise.reshape(shape), target_noise.reshape(shape),
                           clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=bool(fill_holes),
-                          strength=mask_noise, timestep=int(t), guidance=guidance,
+                          rescale=rescale, strength=mask_noise, timestep=int(t), guidance=guidance,
                           image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor))
     return result, source_predictions, target_raw
 
 
 def _mask_result(noisy_latents: torch.Tensor, source_noise: torch.Tensor, target_noise: torch.Tensor, *,
-                 clamp_ratio: float, threshold: float, fill_holes: bool, **rest: Any) -> MaskResult:
+                 clamp_ratio: float, threshold: float, fill_holes: bool, rescale: str = "mean",
+                 **rest: Any) -> MaskResult:
     """The maps ``D^(i)``, ``D``, ``D̃`` and ``M`` of (B, n, C, h, w) predictions."""
     delta = (target_noise - source_noise).abs()
     difference = noise_difference(source_noise, target_noise)  # D
-    normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold, fill_holes)
+    normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold, fill_holes, rescale)
     return MaskResult(noisy_latents=noisy_latents, source_noise=source_noise, target_noise=target_noise,
                       differences=delta.mean(2), difference=difference, normalized=normalized, mask=mask,
-                      clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes, **rest)
+                      clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes, rescale=rescale, **rest)
 
 
 def _same_text(a, b) -> bool:

@@ -5,6 +5,8 @@ One name per quantity (the paper's symbol in brackets):
     n                    noise draws averaged in the mask                          (n)
     mask_noise           noise strength of the mask's draws (paper: ≤ 0.6)          (s)
     clamp_ratio          clamp the difference map at κ × its mean                   (κ)
+    rescale              how D is rescaled to [0, 1]: "mean" (diffusers: ÷ κ·mean D)
+                         or "range" (the paper: min–max after the clamp)
     threshold            binarise the rescaled map: M = [D̃ > τ]                     (τ)
     fill_holes           fill the holes of M (not in the paper nor diffusers)
     encoding_ratio       how far DDIM encodes the input: ⌊steps·r⌋ steps            (r)
@@ -31,7 +33,8 @@ import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .checks import check_count, check_flag, check_guidance, check_positive, check_strength, check_threshold
+from .checks import (check_count, check_flag, check_guidance, check_positive, check_rescale, check_strength,
+                     check_threshold)
 
 DEPRECATED_NAMES = {"strength": "encoding_ratio", "mask_strength": "mask_noise"}
 """Old keyword names of ``edit()``/``EditSession`` → the setting they meant."""
@@ -69,6 +72,7 @@ class EditSettings:
     clamp_ratio: float = 3.0
     threshold: float = 0.5
     fill_holes: bool = False
+    rescale: str = "mean"
     encoding_ratio: float = 0.8
     steps: int = 50
     guidance: float = 7.5
@@ -84,6 +88,7 @@ class EditSettings:
         self._set("clamp_ratio", check_positive("clamp_ratio", self.clamp_ratio))
         self._set("threshold", check_threshold("threshold", self.threshold))
         self._set("fill_holes", check_flag("fill_holes", self.fill_holes))
+        self._set("rescale", check_rescale("rescale", self.rescale))
         for name in ("mask_noise", "encoding_ratio"):  # ⌊steps·r⌋ ≥ 1: sampling.strength_steps' rule
             if int(self.steps * getattr(self, name)) < 1:
                 raise ValueError(f"`{name}`={getattr(self, name)} × `steps`={self.steps} covers no DDIM step: use "
@@ -134,8 +139,8 @@ class EditSettings:
         return (self.n, self.mask_noise, self.steps)
 
     def mask_key(self) -> tuple:
-        """What the mask's difference map ``D`` depends on (besides the texts and the seed); κ, τ
-        and ``fill_holes`` only re-threshold it."""
+        """What the mask's difference map ``D`` depends on (besides the texts and the seed); κ, τ,
+        ``rescale`` and ``fill_holes`` only re-threshold it."""
         return (*self.draw_key(), self.guidance)
 
     def inversion_key(self) -> tuple:

@@ -1,6 +1,6 @@
 """ipywidgets apps for notebooks, thin over the library's pure functions.
 
-* :func:`mask_explorer` — clamp-ratio and threshold sliders over a computed
+* :func:`mask_explorer` — clamp-ratio, threshold and rescale controls over a computed
   :class:`~diffedit_lab.MaskResult`: every move re-thresholds (``MaskResult.rethreshold``, no
   model call) and redraws the map → mask → overlay figure.
 * :func:`explorer` — the whole edit: a toy scene (by seed) or an uploaded image, the two texts,
@@ -37,6 +37,8 @@ from . import viz
 from .metrics import mask_iou
 
 SLOW = dict(continuous_update=False)
+THRESHOLD_KEYS = ("clamp_ratio", "threshold", "rescale", "fill_holes")
+"""The mask settings that only re-threshold ``D`` (``MaskResult.rethreshold``: no model call)."""
 STYLE = {"description_width": "initial"}
 
 
@@ -186,6 +188,16 @@ def _fill_checkbox(value: bool):
     return W.Checkbox(value=bool(value), description="fill holes", indent=False, layout=W.Layout(width="110px"))
 
 
+RESCALE_LABELS = (("÷ κ·mean (diffusers)", "mean"), ("min–max (paper)", "range"))
+"""The ``rescale`` dropdown's choices: (label, value)."""
+
+
+def _rescale_dropdown(value: str):
+    return W.Dropdown(options=RESCALE_LABELS, value=value, description="rescale D", style=STYLE,
+                      tooltip="how the clamped difference map is rescaled to [0, 1] before τ",
+                      layout=W.Layout(width="250px"))
+
+
 def _iou(result, true_mask, index: int = 0) -> float:
     """IoU of ``result``'s mask with a true mask: at the true mask's resolution via
     ``MaskResult.upsampled`` (as ``diffedit_lab.toy.quality`` scores it)."""
@@ -202,9 +214,10 @@ def _int_slider(description, value, lo, hi, **kw):
 
 
 class MaskExplorer(_App):
-    """Clamp ratio κ, threshold τ and hole filling over a computed mask; the figure follows every move.
+    """Clamp ratio κ, threshold τ, the rescale of D and hole filling over a computed mask; the
+    figure follows every move.
 
-    ``.controls``: ``clamp_ratio``, ``threshold``, ``fill_holes``; ``.result``: the re-thresholded
+    ``.controls``: ``clamp_ratio``, ``threshold``, ``rescale``, ``fill_holes``; ``.result``: the re-thresholded
     ``MaskResult`` now shown; ``.redraws``: how many figures were drawn (no model is called).
     ``detailed``: draw the full matplotlib figure (``viz.mask_steps``: D, D̃, M, overlay, with
     colour bars) instead of the fast strip (``viz.mask_strip``: milliseconds a move).
@@ -223,6 +236,7 @@ class MaskExplorer(_App):
         self.controls = {
             "clamp_ratio": _float_slider("clamp ratio κ", result.clamp_ratio, 0.5, 10.0, 0.25),
             "threshold": _float_slider("threshold τ", result.threshold, 0.05, 0.95, 0.05),
+            "rescale": _rescale_dropdown(result.rescale),
             "fill_holes": _fill_checkbox(result.fill_holes),
         }
         self.status = W.HTML()
@@ -251,7 +265,7 @@ class MaskExplorer(_App):
 
 def mask_explorer(result_or_c, image=None, source=None, target=None, *, true_mask=None, index: int = 0,
                   detailed: bool = False, **mask_kwargs) -> MaskExplorer:
-    """Sliders for the clamp ratio and threshold of a mask, re-thresholding instantly.
+    """Controls for the clamp ratio, threshold and rescale of a mask, re-thresholding instantly.
 
     ``mask_explorer(result, image)`` explores a ``MaskResult`` already computed;
     ``mask_explorer(c, image, source, target, n=…, seed=…)`` computes it first with
@@ -415,6 +429,7 @@ class Explorer(_App):
                                      layout=W.Layout(width="160px"), **SLOW),
             "clamp_ratio": _float_slider("clamp ratio κ", s.clamp_ratio, 0.5, 10.0, 0.25),
             "threshold": _float_slider("threshold τ", s.threshold, 0.05, 0.95, 0.05),
+            "rescale": _rescale_dropdown(s.rescale),
             "fill_holes": _fill_checkbox(s.fill_holes),
             "encoding_ratio": _float_slider("encoding ratio r", s.encoding_ratio, 0.1, 1.0, 0.05, **SLOW),
             "steps": _int_slider("DDIM steps", s.steps, 2, 100, **SLOW),
@@ -434,14 +449,14 @@ class Explorer(_App):
         ctl["upload"].observe(self._safe(lambda ch: self._on_upload(ch["new"])), names="value")
         for name in ("source", "target", "n", "mask_noise", "seed", "steps"):  # the mask's t depends on the steps
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_mask_input()), names="value")
-        for name in ("clamp_ratio", "threshold", "fill_holes"):
+        for name in THRESHOLD_KEYS:
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self._on_threshold()), names="value")
         for name in ("encoding_ratio", "guidance"):  # no model call until Run: only the shown edit goes stale
             ctl[name].observe(self._safe(lambda ch: moved(ch) and self.is_stale() and self._set_status(self.stale_line())),
                               names="value")
         self.run_button.on_click(self._safe(lambda _b: self.run()))
 
-        head = W.HTML("<b>DiffEdit explorer</b> — the mask follows κ and τ live; "
+        head = W.HTML("<b>DiffEdit explorer</b> — the mask follows κ, τ and the rescale live; "
                       "<i>Run edit</i> encodes and decodes.")
         self.widget = W.VBox([
             head,
@@ -451,7 +466,7 @@ class Explorer(_App):
             W.HTML("<b>1 · mask</b> (a model call when these change)"),
             _row([ctl["n"], ctl["mask_noise"], ctl["seed"]]),
             W.HTML("<b>mask threshold</b> (instant: no model call)"),
-            _row([ctl["clamp_ratio"], ctl["threshold"], ctl["fill_holes"]]),
+            _row([ctl[name] for name in THRESHOLD_KEYS]),
             self.mask_output,
             W.HTML("<b>2 · encode and 3 · decode</b>"),
             _row([ctl["encoding_ratio"], ctl["steps"], ctl["guidance"]]),
@@ -541,7 +556,7 @@ class Explorer(_App):
         ctl = self.controls
         return EditSettings.for_model(
             self.components(), n=ctl["n"].value, mask_noise=ctl["mask_noise"].value,
-            clamp_ratio=ctl["clamp_ratio"].value, threshold=ctl["threshold"].value, fill_holes=ctl["fill_holes"].value,
+            **{k: ctl[k].value for k in THRESHOLD_KEYS},
             encoding_ratio=ctl["encoding_ratio"].value, steps=ctl["steps"].value, guidance=ctl["guidance"].value,
         )
 
@@ -561,7 +576,7 @@ class Explorer(_App):
         if self._mask_base is None:
             return
         self.mask = self._mask_base.rethreshold(
-            **{k: self.controls[k].value for k in ("clamp_ratio", "threshold", "fill_holes")})
+            **{k: self.controls[k].value for k in THRESHOLD_KEYS})
         strip, titles = viz.mask_strip(self.mask, self.image, true_mask=self.true_mask, panel=160)
         show(self.mask_output, strip_output(strip, titles, 160))
         text = f"mask: {float(self.mask.mask[0].mean()):.0%} of the image"
@@ -611,7 +626,7 @@ class Explorer(_App):
         self._show_result(time.perf_counter() - t0)
         return self.result
 
-    STALE_KEYS = ("source", "target", "n", "mask_noise", "seed", "clamp_ratio", "threshold", "fill_holes",
+    STALE_KEYS = ("source", "target", "n", "mask_noise", "seed", "clamp_ratio", "threshold", "rescale", "fill_holes",
                   "encoding_ratio", "steps", "guidance")
 
     def _control_values(self) -> dict:

@@ -195,3 +195,81 @@ def test_the_mask_progress_bar_can_be_turned_off(tiny_components, capsys):
     assert "DiffEdit mask" not in capsys.readouterr().err
     noise_diff_mask(tiny_components, z0, "a red circle", "a blue square", n=1, steps=4, progress=True)
     assert "DiffEdit mask" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- rescale: "mean" (diffusers) or "range" (the paper)
+
+RESCALE_MESSAGE = (r"^`rescale` must be 'mean' \(diffusers: divide by κ·mean D\) or 'range' \(the paper: min–max to "
+                   r"\[0, 1\]\), got ")
+
+
+def test_range_rescale_follows_the_equation_per_image():
+    """D_c = min(D, κ·mean D), D̃ = (D_c − min D_c) / (max D_c − min D_c), each image on its own."""
+    rng = np.random.RandomState(3)
+    d = rng.rand(2, 4, 5).astype(np.float32) * np.array([0.2, 5.0], dtype=np.float32)[:, None, None] + 0.05
+    d[0, 1, 2] *= 30  # a spike the clamp removes
+    for kappa, tau in ((3.0, 0.5), (1.5, 0.3)):
+        normalized, mask = mask_module.normalize_and_threshold(torch.from_numpy(d), kappa, tau, rescale="range")
+        for b in range(2):
+            clamped = np.minimum(d[b], kappa * d[b].mean())
+            expected = (clamped - clamped.min()) / (clamped.max() - clamped.min())
+            np.testing.assert_allclose(normalized[b].numpy(), expected, rtol=1e-5, atol=1e-6)
+            assert np.array_equal(mask[b].numpy(), (normalized[b].numpy() > tau).astype(np.float32))
+        assert normalized.amin((1, 2)).tolist() == [0.0, 0.0] and normalized.amax((1, 2)).tolist() == [1.0, 1.0]
+        mean, _ = mask_module.normalize_and_threshold(torch.from_numpy(d), kappa, tau)  # the default differs
+        assert not torch.allclose(mean, normalized, atol=1e-3)
+
+
+def test_range_finds_a_region_that_covers_most_of_the_image_and_mean_does_not():
+    """A background edit: D high everywhere but on a small block (the object that stays). The
+    mean is then the background's own level, so D/(κ·mean D) stays below τ; min–max does not."""
+    rng = np.random.RandomState(0)
+    d = torch.from_numpy(rng.uniform(0.9, 1.1, (1, 16, 16)).astype(np.float32))
+    d[0, 6:10, 5:9] = 0.05  # the object, untouched
+    background = torch.ones(1, 16, 16)
+    background[0, 6:10, 5:9] = 0
+    _, by_range = mask_module.normalize_and_threshold(d, 3.0, 0.5, rescale="range")
+    _, by_mean = mask_module.normalize_and_threshold(d, 3.0, 0.5, rescale="mean")
+    assert torch.equal(by_range, background)
+    assert by_mean.sum() == 0  # κτ·mean(D) ≈ 1.4 > every D
+
+
+def test_range_rescale_of_a_flat_map_is_zero_not_nan():
+    flat = torch.full((1, 6, 6), 0.3)
+    normalized, mask = mask_module.normalize_and_threshold(flat, 3.0, 0.0, rescale="range")
+    assert torch.equal(normalized, torch.zeros_like(flat)) and mask.sum() == 0
+    # κ < 1: every cell above κ·mean(D) is clamped to it, D_c is flat
+    two = torch.tensor([[[1.0, 2.0], [2.0, 1.0]]])
+    normalized, _ = mask_module.normalize_and_threshold(two, 0.4, 0.5, rescale="range")
+    assert torch.equal(normalized, torch.zeros_like(two))
+    with pytest.warns(UserWarning, match="nothing differs"):  # D = 0: the floor's warning, D̃ = 0
+        normalized, mask = mask_module.normalize_and_threshold(torch.zeros(1, 4, 4), 3.0, 0.5, rescale="range")
+    assert torch.isfinite(normalized).all() and normalized.sum() == 0 and mask.sum() == 0
+
+
+def test_rethreshold_rescale_equals_noise_diff_mask_rescale(tiny_components, z0, result, monkeypatch):
+    ranged = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, clamp_ratio=1.5, seed=0, rescale="range",
+                             progress=False)
+    monkeypatch.setattr(mask_module, "unet_output", None)  # the re-threshold: no model call
+    again = result.rethreshold(rescale="range")
+    assert result.rescale == "mean" and again.rescale == ranged.rescale == "range"
+    assert torch.equal(ranged.difference, result.difference)
+    assert torch.equal(again.normalized, ranged.normalized) and torch.equal(again.mask, ranged.mask)
+    assert not torch.equal(again.mask, result.mask)  # the rescale changes this mask
+    assert torch.equal(again.upsampled(), ranged.upsampled())
+    assert again.rethreshold(threshold=0.6).rescale == "range"  # kept by a later re-threshold
+    assert again.first_draws(2).rescale == "range"
+    assert torch.equal(again.rethreshold(rescale="mean").mask, result.mask)
+
+
+@pytest.mark.parametrize("bad", ["minmax", "Range", None, 1])
+def test_a_bad_rescale_is_one_clear_error_before_any_model_call(tiny_components, z0, result, monkeypatch, bad):
+    monkeypatch.setattr(mask_module, "unet_output", None)  # it must fail before the UNet
+    if bad is not None:  # None means "the paper's" in noise_diff_mask
+        with pytest.raises(ValueError, match=RESCALE_MESSAGE) as err:
+            noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, seed=0, rescale=bad, progress=False)
+        assert "\n" not in str(err.value)
+        with pytest.raises(ValueError, match=RESCALE_MESSAGE):
+            result.rethreshold(rescale=bad)
+    with pytest.raises(ValueError, match=RESCALE_MESSAGE):
+        mask_module.normalize_and_threshold(result.difference, 3.0, 0.5, rescale=bad)

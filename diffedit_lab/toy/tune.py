@@ -8,10 +8,15 @@ disjoint from training, < 10 000 000, and from the held-out seeds of
 :mod:`diffedit_lab.toy.quality`; the world read from the model's tokenizer, or ``--world``; the
 rich world's every kind in turn, and each kind's mask IoU printed beside the mean):
 
-1. **the mask** — mask noise ``s`` (``mask_noise``), clamp ratio ``κ``, threshold ``τ`` and hole
+1. **the mask** — mask noise ``s`` (``mask_noise``), clamp ratio ``κ``, threshold ``τ``, the
+   rescale of ``D`` (``rescale``: ``"mean"``, diffusers' division by ``κ·mean D``, or
+   ``"range"``, the paper's min–max; κ = 100 is "range" without clamping) and hole
    filling are chosen for the mean IoU between the inferred mask at 64×64
    (:meth:`~diffedit_lab.mask.MaskResult.upsampled`) and the true edited region. Only the mask
-   pass runs (``n`` draws per strength); each ``(κ, τ, fill)`` re-thresholds. A shape change
+   pass runs (``n`` draws per strength); each ``(κ, τ, rescale, fill)`` re-thresholds. A
+   background edit changes most of the image, so ``mean(D)`` is the background's own level and
+   ``"mean"`` finds it only with ``κτ < 1`` (which takes nearly everything for an object edit);
+   ``"range"`` can find both kinds with one setting. A shape change
    gives a *ring* of disagreement on the object's outline (inside, both texts agree on the
    colour): filling the ring's hole gives the whole object. The paper's
    ``τ = 0.5`` was found on Stable Diffusion's 64×64 latents; on a small model the difference
@@ -60,10 +65,11 @@ if TYPE_CHECKING:
     from ..models import Components
 
 VALIDATION_SEED = 500_000_000
-MASK_GRID = dict(mask_noise=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0),
-                 threshold=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), fill_holes=(False, True))
+MASK_GRID = dict(mask_noise=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 100.0),
+                 threshold=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), rescale=("mean", "range"),
+                 fill_holes=(False, True))
 EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), encoding_ratio=(0.6, 0.8, 0.9))
-PAPER_MASK = {k: getattr(EditSettings(), k) for k in MASK_GRID}  # the paper's s, κ, τ, no hole filling
+PAPER_MASK = {k: getattr(EditSettings(), k) for k in MASK_GRID}  # the defaults: paper's s, κ, τ; diffusers' rescale; no fill
 
 
 def validation_edits(n: int, world: str = "classic", size: int = 64) -> list[Edit]:
@@ -78,8 +84,9 @@ def validation_edits(n: int, world: str = "classic", size: int = 64) -> list[Edi
 def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
               progress: bool = True) -> list[dict]:
     """Mean IoU of the mask at 64×64 against the true region for every (mask strength, clamp
-    ratio, threshold, fill holes) of ``grid`` (default :data:`MASK_GRID`), best first."""
-    grid = grid or MASK_GRID
+    ratio, threshold, rescale, fill holes) of ``grid`` (default :data:`MASK_GRID`; a grid without
+    ``rescale`` tries ``"mean"`` only), best first."""
+    grid = dict(dict(rescale=("mean",)), **(grid or MASK_GRID))
     from ..mask import noise_diff_mask
     from ..metrics import mask_iou
 
@@ -88,12 +95,14 @@ def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid
         for s in grid["mask_noise"]:
             m = noise_diff_mask(c, Image.fromarray(e.scene.image), e.source, e.target, n=n, mask_noise=s,
                                 guidance=guidance, seed=i, progress=False)
-            for kappa, tau, fill in itertools.product(grid["clamp_ratio"], grid["threshold"], grid["fill_holes"]):
-                mask = m.rethreshold(clamp_ratio=kappa, threshold=tau, fill_holes=fill).upsampled()[0].cpu().numpy()
-                ious.setdefault((s, kappa, tau, fill), []).append((e.kind, float(mask_iou(mask, e.mask))))
+            for kappa, tau, how, fill in itertools.product(grid["clamp_ratio"], grid["threshold"], grid["rescale"],
+                                                           grid["fill_holes"]):
+                mask = m.rethreshold(clamp_ratio=kappa, threshold=tau, rescale=how,
+                                     fill_holes=fill).upsampled()[0].cpu().numpy()
+                ious.setdefault((s, kappa, tau, how, fill), []).append((e.kind, float(mask_iou(mask, e.mask))))
     rows = []
-    for (s, kappa, tau, fill), v in ious.items():
-        row = dict(mask_noise=s, clamp_ratio=kappa, threshold=tau, fill_holes=fill,
+    for (s, kappa, tau, how, fill), v in ious.items():
+        row = dict(mask_noise=s, clamp_ratio=kappa, threshold=tau, rescale=how, fill_holes=fill,
                    mask_iou=float(np.mean([iou for _, iou in v])))
         for kind in dict.fromkeys(k for k, _ in v):  # per kind, when the edits are of several
             row[f"mask_iou_{kind}"] = float(np.mean([iou for k, iou in v if k == kind]))
@@ -105,9 +114,10 @@ def format_masks(rows: list[dict]) -> str:
     """The mask grid's rows as a plain-text table: the settings, the mean IoU and, when the edits
     were of several kinds, each kind's."""
     kinds = [k[len("mask_iou_"):] for k in rows[0] if k.startswith("mask_iou_")] if rows else []
-    lines = [f"{'s':>5} {'κ':>5} {'τ':>5} {'fill':>5} {'IoU':>6}" + "".join(f" {k[:10]:>10}" for k in kinds)]
+    lines = [f"{'s':>5} {'κ':>5} {'τ':>5} {'D̃':>5} {'fill':>5} {'IoU':>6}" + "".join(f" {k[:10]:>10}" for k in kinds)]
     for r in rows:
-        lines.append(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {str(r['fill_holes']):>5} "
+        lines.append(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['rescale']:>5} "
+                     f"{str(r['fill_holes']):>5} "
                      f"{r['mask_iou']:6.3f}" + "".join(f" {r['mask_iou_' + k]:10.3f}" for k in kinds))
     return "\n".join(lines)
 
@@ -308,16 +318,19 @@ def main(argv: list[str] | None = None) -> None:
     best_mask = {k: masks[0][k] for k in MASK_GRID}
     rows = edit_scores(c, edits[:a.edits], a.steps, [best_mask] + ([PAPER_MASK] if best_mask != PAPER_MASK else []),
                        progress=not a.no_progress)
-    print(f"\n{'s':>5} {'κ':>5} {'τ':>5} {'w':>5} {'r':>5} {'success':>8} {'kept':>6} {'IoU':>6} {'bg PSNR':>8}")
-    for r in rows:
-        print(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['guidance']:5.1f} "
+    print(f"\n{'s':>5} {'κ':>5} {'τ':>5} {'D̃':>5} {'w':>5} {'r':>5} {'success':>8} {'kept':>6} {'IoU':>6} "
+          f"{'bg PSNR':>8}")
+    for r in rows:  # a mask grid without ``rescale`` leaves the model's
+        print(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r.get('rescale', model.rescale):>5} "
+              f"{r['guidance']:5.1f} "
               f"{r['encoding_ratio']:5.2f} {r['edit_success']:8.2f} {r['untouched_kept']:6.2f} {r['mask_iou']:6.3f} "
               f"{r['background_psnr']:8.2f}")
     if a.write:
         from ..models import DEFAULT_MODEL_DIR
 
         path = Path(a.model or DEFAULT_MODEL_DIR) / "diffedit_lab.json"
-        settings = record_settings(path.parent, {k: rows[0][k] for k in (*MASK_GRID, *EDIT_GRID)})
+        keys = dict.fromkeys((*MASK_GRID, *EDIT_GRID, *(["rescale"] if "rescale" in rows[0] else [])))
+        settings = record_settings(path.parent, {k: rows[0][k] for k in keys})  # the paper's mask: its rescale too
         print(f"wrote {path}: {settings}")
 
 
