@@ -154,6 +154,7 @@ BAD_OPTIONS = {
     "threshold one": (["--threshold", "1"], "[0, 1)"),  # the library's range: τ = 1 keeps nothing
     "n zero": (["--n", "0"], "--n"),
     "clamp ratio zero": (["--clamp-ratio", "0"], "--clamp-ratio"),
+    "rescale unknown": (["--rescale", "minmax"], "--rescale"),
     "guidance nan": (["--guidance", "nan"], "--guidance"),
     "inversion guidance negative": (["--inversion-guidance", "-1"], "--inversion-guidance"),
     "seed negative": (["--seed", "-1"], "--seed"),
@@ -376,7 +377,7 @@ def test_edit_help_lists_every_option(capsys):
     assert code == 0
     for option in ("--source", "--target", "--out", "--mask-out", "--model", "--seed", "--steps", "--strength",
                    "--mask-strength", "--n", "--threshold", "--clamp-ratio", "--guidance", "--inversion-prompt",
-                   "--inversion-guidance", "--device", "--force", "--quiet"):
+                   "--inversion-guidance", "--device", "--force", "--quiet", "--rescale"):
         assert option in out, option
 
 
@@ -691,3 +692,21 @@ def test_warnings_are_one_line_each(workdir, tiny_model_dir, capsys):
     assert warns and all(line.startswith("diffedit-lab: warning: ") for line in warns), err
     assert any("hexagon" in line for line in warns), err
     assert "warnings.warn" not in err and "Traceback" not in err
+
+
+def test_rescale_reaches_the_settings_and_defaults_to_the_models(capsys, workdir, recorder):
+    argv = ["edit", str(workdir / "in.png"), "--source", "a cat", "--target", "a dog", "--out", str(workdir / "o.png"),
+            "--rescale", "range", "--threshold", "0.4", "--quiet"]
+    assert run(capsys, argv)[0] == 0
+    assert recorder.calls["edit"][-1]["settings"] == EditSettings(rescale="range", threshold=0.4)
+    argv[argv.index("--out") + 1] = str(workdir / "o2.png")
+    del argv[argv.index("--rescale"):argv.index("--rescale") + 2]
+    assert run(capsys, argv)[0] == 0 and recorder.calls["edit"][-1]["settings"].rescale == "mean"
+    code, out, _ = run(capsys, ["edit", "--help"])
+    assert code == 0 and "{mean,range}" in out and "min" in out
+
+
+def test_bad_rescale_names_both_values(capsys, workdir, tiny_model_dir):
+    code, _, err = run(capsys, edit_args(workdir, tiny_model_dir, "--rescale", "max"))
+    assert_one_line_error(code, err, "--rescale", "'max'", "mean", "range")
+    assert files(workdir) == {"in.png"}

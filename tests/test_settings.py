@@ -33,6 +33,9 @@ def test_paper_values_then_model_then_caller(tiny_components):
     ("clamp_ratio", 0.0, r"`clamp_ratio` must be a finite number > 0"),
     ("guidance", -1.0, r"`guidance` must be a finite number ≥ 0"),
     ("fill_holes", "yes", r"`fill_holes` must be True or False"),
+    ("rescale", "minmax", r"^`rescale` must be 'mean' \(diffusers: divide by κ·mean D\) or 'range' \(the paper: "
+                          r"min–max to \[0, 1\]\), got 'minmax'\.$"),
+    ("rescale", 0, r"^`rescale` must be 'mean' .* got 0\.$"),
 ])
 def test_bad_values_fail_in_the_constructor(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -93,6 +96,7 @@ def test_old_names_in_edit_and_session_warn_here(tiny_components, tiny_image):
 def test_cache_keys_depend_on_what_each_step_depends_on():
     s = EditSettings()
     assert s.replace(threshold=0.3).mask_key() == s.mask_key()  # τ only re-thresholds
+    assert s.replace(rescale="range").mask_key() == s.mask_key()  # so does the rescale
     assert s.replace(guidance=3.0).mask_key() != s.mask_key()
     assert s.replace(mask_noise=0.6).inversion_key() == s.inversion_key()
     assert s.replace(encoding_ratio=0.5).inversion_key() != s.inversion_key()
@@ -121,3 +125,29 @@ def test_embeddings_with_equal_sums_get_different_cache_entries(tiny_components,
     first = session.mask("a red circle", q, n=1, steps=4, seed=0)
     second = session.mask("a red circle", p, n=1, steps=4, seed=0)
     assert len(session._masks) == 2 and not torch.equal(first.difference, second.difference)
+
+
+def test_rescale_defaults_to_diffusers_and_comes_from_the_model_then_the_caller(tiny_components):
+    assert EditSettings().rescale == "mean" and "rescale" in EditSettings.names()
+    c = dataclasses.replace(tiny_components, defaults={"rescale": "range"})
+    assert EditSettings.for_model(c).rescale == "range"
+    assert EditSettings.for_model(c, rescale="mean").rescale == "mean"
+    bad = dataclasses.replace(tiny_components, defaults={"rescale": "max"})
+    with pytest.raises(ValueError, match="`rescale` must be 'mean'"):
+        EditSettings.for_model(bad)
+
+
+def test_session_and_edit_take_the_rescale_without_a_new_model_call(tiny_components, tiny_image, monkeypatch):
+    import diffedit_lab.mask as mask_module
+
+    session = EditSession(tiny_components, tiny_image)
+    kw = dict(n=2, steps=4, seed=0)
+    plain = session.mask("a red circle", "a blue square", **kw)
+    monkeypatch.setattr(mask_module, "unet_output", None)  # the rescale only re-thresholds the cached D
+    ranged = session.mask("a red circle", "a blue square", rescale="range", **kw)
+    assert plain.rescale == "mean" and ranged.rescale == "range"
+    assert torch.equal(ranged.mask, plain.rethreshold(rescale="range").mask) and not torch.equal(ranged.mask, plain.mask)
+    monkeypatch.undo()
+    res = edit(tiny_components, tiny_image, "a red circle", "a blue square", rescale="range", progress=False, **kw)
+    assert res.edit_settings.rescale == "range" and res.mask.rescale == "range"
+    assert torch.equal(res.mask.mask, ranged.mask)

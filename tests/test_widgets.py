@@ -25,6 +25,11 @@ NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 SMALL = {"n": 2, "steps": 4, "encoding_ratio": 0.5}  # keep the tiny model's runs short
 
 
+def same(value):
+    """``value`` to compare with: approximately for a number, exactly for a text."""
+    return value if isinstance(value, str) else pytest.approx(value)
+
+
 def outputs(out) -> str:
     """A hashable fingerprint of what an Output widget shows."""
     return repr(out.outputs)
@@ -35,9 +40,12 @@ def kinds(out) -> list[str]:
 
 
 def sweep(control):
-    """Values across a control's whole range: both ends and the middle (a checkbox: flipped, back)."""
+    """Values across a control's whole range: both ends and the middle (a checkbox: flipped, back;
+    a dropdown: every other option, then back)."""
     if isinstance(control.value, bool):
         return [not control.value, control.value]
+    if isinstance(control, widgets.W.Dropdown):
+        return [v for _, v in control.options if v != control.value] + [control.value]
     lo, hi = control.min, control.max
     mid = lo + (hi - lo) / 2
     if isinstance(control.value, int):
@@ -89,7 +97,7 @@ def test_mask_explorer_rethresholds_without_model(mask_result, image32, monkeypa
     truth = np.zeros((32, 32), bool)
     truth[8:24, 4:20] = True
     app = widgets.mask_explorer(mask_result, image32, true_mask=truth)
-    assert set(app.controls) == {"clamp_ratio", "threshold", "fill_holes"}
+    assert set(app.controls) == {"clamp_ratio", "threshold", "rescale", "fill_holes"}
     assert app.redraws == 1 and kinds(app.output) == ["text/html"]
     assert "IoU" in app.status.value and "IoU" in app.output.outputs[0]["data"]["text/plain"]
 
@@ -103,9 +111,9 @@ def test_mask_explorer_rethresholds_without_model(mask_result, image32, monkeypa
     for name, control in app.controls.items():
         for value in sweep(control):
             control.value = value
-            assert getattr(app.result, name) == pytest.approx(control.value)
+            assert getattr(app.result, name) == same(control.value)
             seen.add(outputs(app.output))
-    assert app.redraws == 1 + 6 + 2
+    assert app.redraws == 1 + 6 + 2 + 2
     assert len(seen) > 2  # the figure changed
     assert app.last_error is None
     # the shown mask is the library's re-threshold of the same maps
@@ -115,6 +123,23 @@ def test_mask_explorer_rethresholds_without_model(mask_result, image32, monkeypa
     assert app.result.fill_holes and torch.equal(app.result.mask, expected.mask)
     iou = float(app.status.value.split("IoU with the true mask ")[1][:4])
     assert iou == pytest.approx(mask_iou(expected.upsampled((32, 32))[0], truth), abs=0.006)
+
+
+def test_mask_explorer_rescale_dropdown_rethresholds_without_model(mask_result, image32, monkeypatch):
+    import diffedit_lab.mask as mask_module
+
+    app = widgets.mask_explorer(mask_result, image32)
+    assert app.controls["rescale"].value == mask_result.rescale == "mean"
+    assert [v for _, v in app.controls["rescale"].options] == ["mean", "range"]
+    monkeypatch.setattr(mask_module, "noise_diff_mask", None)  # any model call would fail
+    monkeypatch.setattr(mask_module, "unet_output", None)
+    shown = outputs(app.output)
+    app.controls["rescale"].value = "range"
+    expected = mask_result.rethreshold(clamp_ratio=app.controls["clamp_ratio"].value,
+                                       threshold=app.controls["threshold"].value, rescale="range")
+    assert app.result.rescale == "range" and torch.equal(app.result.normalized, expected.normalized)
+    assert torch.equal(app.result.mask, expected.mask) and outputs(app.output) != shown
+    assert app.last_error is None and app.redraws == 2
 
 
 def test_mask_explorer_computes_from_components(tiny_components, image32):
@@ -155,18 +180,18 @@ def test_explorer_starts_on_a_toy_scene(app):
     assert kinds(app.mask_output) == ["text/html"]
     assert app.last_error is None and "IoU" in app.status.value
     expected = {"scene", "kind", "upload", "source", "target", "n", "mask_noise", "seed", "clamp_ratio",
-                "threshold", "fill_holes", "encoding_ratio", "steps", "guidance"}
+                "threshold", "rescale", "fill_holes", "encoding_ratio", "steps", "guidance"}
     assert set(app.controls) == expected
 
 
 def test_explorer_threshold_sliders_are_free(app):
     before = app.mask_computations
     seen = {outputs(app.mask_output)}
-    for name in ("clamp_ratio", "threshold", "fill_holes"):
+    for name in ("clamp_ratio", "threshold", "rescale", "fill_holes"):
         for value in sweep(app.controls[name]):
             app.controls[name].value = value
             seen.add(outputs(app.mask_output))
-            assert getattr(app.mask, name) == pytest.approx(value)
+            assert getattr(app.mask, name) == same(value)
     assert app.mask_computations == before  # no model call
     assert len(seen) > 2 and app.last_error is None
 
@@ -235,7 +260,7 @@ def test_explorer_run_matches_edit(app, tiny_components):
                mask_noise=ctl["mask_noise"].value, clamp_ratio=ctl["clamp_ratio"].value,
                threshold=ctl["threshold"].value, encoding_ratio=ctl["encoding_ratio"].value, steps=ctl["steps"].value,
                guidance=ctl["guidance"].value, seed=ctl["seed"].value, fill_holes=ctl["fill_holes"].value,
-               progress=False)
+               rescale=ctl["rescale"].value, progress=False)
     assert torch.allclose(app.result.latents, ref.latents, atol=1e-5)
 
 
@@ -406,3 +431,21 @@ def test_explorer_offers_the_kinds_of_the_models_world(app, rich_components):
         assert rich.edit_spec.kind == kind and rich.last_error is None, (kind, rich.last_error)
         assert rich.controls["target"].value == rich.edit_spec.target
     assert rich.mask is not None
+
+
+def test_explorer_rescale_is_free_then_marks_the_edit_stale_and_runs_with_it(app, tiny_components):
+    from diffedit_lab import edit
+
+    app.run_button.click()
+    before, base = app.mask_computations, app.mask
+    assert base.rescale == "mean" and not app.is_stale()
+    app.controls["rescale"].value = "range"
+    assert app.mask_computations == before and app.mask.rescale == "range"  # no model call
+    assert torch.equal(app.mask.mask, base.rethreshold(rescale="range").mask)
+    assert app.is_stale() and "rescale" in app.status.value
+    app.run_button.click()
+    assert app.last_error is None and not app.is_stale() and app.result.mask.rescale == "range"
+    ctl = app.controls
+    ref = edit(tiny_components, app.image, ctl["source"].value, ctl["target"].value, settings=app.edit_settings(),
+               seed=ctl["seed"].value, progress=False)
+    assert ref.edit_settings.rescale == "range" and torch.equal(app.result.mask.mask, ref.mask.mask)
