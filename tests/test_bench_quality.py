@@ -5,6 +5,7 @@ its plots (tiny random model: the figures themselves mean nothing)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 
@@ -74,11 +75,14 @@ def test_mask_draws_equal_noise_diff_mask_for_every_n_and_reference(tiny_compone
                 lib = noise_diff_mask(c, d["z0"][i:i + 1], text, e.target, n=n, mask_noise=0.5, guidance=5.0,
                                       seed=seeds[i], steps=STEPS, progress=False)
                 assert close(masks[reference][i].first_draws(n).difference, lib.difference, 1e-5)  # other batch sizes: rounding
-                for fill in (False, True):
-                    lib_f = lib.rethreshold(fill_holes=fill)
-                    ours, fine = q.masks_from(masks[reference][i:i + 1], n, 3.0, 0.5, fill, (64, 64))
+                for fill, how in itertools.product((False, True), ("mean", "range")):
+                    lib_f = lib.rethreshold(fill_holes=fill, rescale=how)
+                    ours, fine = q.masks_from(masks[reference][i:i + 1], n, 3.0, 0.5, fill, (64, 64), how)
                     assert (ours != lib_f.mask).float().mean() <= 0.01  # a pixel may flip at exactly τ
                     assert (fine != lib_f.upsampled((64, 64))).float().mean() <= 0.01
+    ranged = q.edit_masks(c, d["z0"][:1], d["source"][:1], d["target"][:1], d["uncond"], seeds[:1],
+                          s.replace(rescale="range"), n=1)
+    assert all(m.rescale == "range" for m in ranged["caption"] + ranged["empty"])
 
 
 def test_one_encoding_holds_every_smaller_ratio(tiny_components, data):
@@ -243,6 +247,10 @@ def test_settings_and_planned_rows():
     given = dataclasses.replace(q.settings_from(q.parse_args([])), overrides=dict(threshold=0.6))
     assert q.resolve(tuned_model := SimpleNamespace(defaults=dict(threshold=0.8)), given).threshold == 0.6  # given beats recorded
     assert q.resolve(tuned_model, q.settings_from(q.parse_args([]))).threshold == 0.8
+    # the recorded rescale is the run's, and results.json's settings record it
+    assert s.rescale == "mean" and s.record()["rescale"] == "mean"
+    ranged = q.resolve(SimpleNamespace(defaults=dict(rescale="range")), q.settings_from(q.parse_args([])))
+    assert ranged.rescale == "range" and ranged.record()["rescale"] == "range"
 
 
 # --------------------------------------------------------------------------- the quick run

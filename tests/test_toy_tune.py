@@ -41,15 +41,16 @@ def test_main_writes_the_best_settings_and_keeps_the_others(tiny_model_dir, tmp_
     shutil.copytree(tiny_model_dir, folder)
     (folder / "diffedit_lab.json").write_text(json.dumps({"n": 2, "clamp_ratio": 3.0, "steps": 7, "strength": 0.7}))
     monkeypatch.setattr(tune, "MASK_GRID", dict(mask_noise=(0.5,), clamp_ratio=(4.0,), threshold=(0.6,),
-                                               fill_holes=(True,)))
+                                               rescale=("range",), fill_holes=(True,)))
     monkeypatch.setattr(tune, "EDIT_GRID", dict(guidance=(2.0,), encoding_ratio=(0.5,)))
     tune.main(["--model", str(folder), "--edits", "2", "--mask-edits", "2", "--steps", "2", "--write"])
     written = json.loads((folder / "diffedit_lab.json").read_text())
-    best = {k: written.pop(k) for k in ("mask_noise", "clamp_ratio", "threshold", "fill_holes", "guidance",
-                                           "encoding_ratio")}
+    best = {k: written.pop(k) for k in ("mask_noise", "clamp_ratio", "threshold", "rescale", "fill_holes",
+                                           "guidance", "encoding_ratio")}
     assert written == {"n": 2, "steps": 7}  # the others are kept; the old name "strength" gives way
-    assert best in (dict(mask_noise=0.5, clamp_ratio=4.0, threshold=0.6, fill_holes=True, guidance=2.0,
-                         encoding_ratio=0.5),
+    assert tune.PAPER_MASK["rescale"] == "mean"  # so the two masks scored differ in their rescale
+    assert best in (dict(mask_noise=0.5, clamp_ratio=4.0, threshold=0.6, rescale="range", fill_holes=True,
+                         guidance=2.0, encoding_ratio=0.5),
                     dict(tune.PAPER_MASK, guidance=2.0, encoding_ratio=0.5))
     out = capsys.readouterr().out
     assert out.count("  2.0  0.50") == 2  # both masks were scored with the one grid point
@@ -137,3 +138,25 @@ def test_the_two_stages_take_the_models_world(tiny_model_dir, tmp_path, monkeypa
                "--no-progress"])
     assert [e.kind for e in seen] == list(KINDS) and all(e.scene.world == "rich" for e in seen)
     assert "validation edits of the rich world (--world)" in capsys.readouterr().out
+
+
+def test_the_mask_grid_tries_both_rescales_and_range_without_clamping():
+    assert set(tune.MASK_GRID["rescale"]) == {"mean", "range"} and max(tune.MASK_GRID["clamp_ratio"]) >= 100
+    assert tune.PAPER_MASK == dict(mask_noise=0.5, clamp_ratio=3.0, threshold=0.5, rescale="mean", fill_holes=False)
+
+
+def test_mask_ious_score_each_rescale_as_noise_diff_mask_makes_it(tiny_components):
+    edits = tune.validation_edits(2)
+    grid = dict(mask_noise=(0.6,), clamp_ratio=(100.0,), threshold=(0.4,), rescale=("mean", "range"),
+                fill_holes=(False,))
+    rows = tune.mask_ious(tiny_components, edits, guidance=3.0, n=2, grid=grid, progress=False)
+    assert sorted(r["rescale"] for r in rows) == ["mean", "range"]
+    for how in ("mean", "range"):
+        direct = []
+        for i, e in enumerate(edits):
+            m = noise_diff_mask(tiny_components, Image.fromarray(e.scene.image), e.source, e.target, n=2, mask_noise=0.6,
+                                guidance=3.0, clamp_ratio=100.0, threshold=0.4, rescale=how, seed=i, progress=False)
+            direct.append(float(mask_iou(m.upsampled((64, 64))[0].numpy(), e.mask)))
+        assert next(r for r in rows if r["rescale"] == how)["mask_iou"] == np.mean(direct)
+    table = tune.format_masks(rows).splitlines()
+    assert table[0].split()[3] == "D̃" and sorted(line.split()[3] for line in table[1:]) == ["mean", "range"]
