@@ -242,6 +242,11 @@ def noise_predictions(result: MaskResult, *, index: int = 0, draw: int = 0, chan
     return fig
 
 
+RESCALE_TITLES = {"mean": "D̃ = min(D, κ·mean D) / (κ·mean D)",
+                  "range": "D̃ = min–max of min(D, κ·mean D)"}
+"""The title of ``D̃`` for each ``rescale`` (:mod:`diffedit_lab.mask`)."""
+
+
 def mask_steps(result: MaskResult, image: ImageLike | None=None, *, index: int = 0, true_mask: MaskLike | None=None) -> Figure:
     """From map to mask: ``D`` → clamped and rescaled ``D̃`` → binary ``M = [D̃ > τ]`` →
     ``M`` over the image (if given) → ``M`` at image size (:func:`fine_mask`) against the true
@@ -252,7 +257,7 @@ def mask_steps(result: MaskResult, image: ImageLike | None=None, *, index: int =
     d = to_map(result.difference, index)
     _show_map(fig, axes[0, 0], d, cmap=HEAT_CMAP, vmin=0, vmax=float(d.max()) or 1.0, title="D (average)")
     _show_map(fig, axes[0, 1], to_map(result.normalized, index), cmap=HEAT_CMAP, vmin=0, vmax=1,
-              title="D̃ = min(D, κ·mean D) / (κ·mean D)")
+              title=RESCALE_TITLES[result.rescale])
     m = to_map(result.mask, index)
     axes[0, 2].imshow(m, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     _image_axis(axes[0, 2], f"M = [D̃ > τ]  ({m.mean():.0%} of the image)")
@@ -299,7 +304,8 @@ def averaging_figure(result: MaskResult, *, index: int = 0, true_mask: MaskLike 
     diffs = result.differences[index : index + 1].detach().float().cpu()  # (1, n, h, w)
     n = diffs.shape[1]
     running = diffs.cumsum(1) / torch.arange(1, n + 1).view(1, n, 1, 1)  # D from the first k draws
-    masks = [normalize_and_threshold(running[:, k], result.clamp_ratio, result.threshold)[1][0].numpy()
+    masks = [normalize_and_threshold(running[:, k], result.clamp_ratio, result.threshold,
+                                     rescale=result.rescale)[1][0].numpy()
              for k in range(n)]
     final = masks[-1]
     changed = [float((m != final).sum() / max(final.sum(), 1)) for m in masks]  # share of the final mask's area
@@ -365,7 +371,8 @@ def mask_strip(result: MaskResult, image: ImageLike | None=None, *, index: int =
     m = to_map(result.mask, index)
     panels = [colormaps[HEAT_CMAP](np.clip(to_map(result.normalized, index), 0, 1))[..., :3],
               overlay(image, result.mask, index=index) if image is not None else np.repeat(m[..., None], 3, axis=2)]
-    titles = [f"D̃ (κ = {result.clamp_ratio:g})", f"mask (τ = {result.threshold:g}): {m.mean():.0%} of the image"]
+    how = ", min–max" if result.rescale == "range" else ""
+    titles = [f"D̃ (κ = {result.clamp_ratio:g}{how})", f"mask (τ = {result.threshold:g}): {m.mean():.0%} of the image"]
     if true_mask is not None:
         fine = fine_mask(result, true_mask, index)
         panels.append(comparison_rgb(fine, true_mask, image))

@@ -276,3 +276,26 @@ def test_curves_mark_few_points_and_tick_log_values():
     ax = fig.axes[0]
     assert ax.lines[0].get_marker() == "o"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "10", "20", "50"]
+
+
+def test_mask_figures_follow_the_rescale(tiny_components, monkeypatch):
+    """With ``rescale="range"`` the figures show that map: D̃'s title, the strip's, and the
+    averaging figure's masks (cut as the result cuts them)."""
+    import torch
+
+    from diffedit_lab import noise_diff_mask
+    from diffedit_lab.mask import normalize_and_threshold
+
+    r = noise_diff_mask(tiny_components, torch.zeros(1, 4, 8, 8), "a red circle", "a blue square", n=2, steps=4,
+                        seed=0, rescale="range", progress=False)
+    fig = viz.mask_steps(r)
+    assert viz.RESCALE_TITLES["range"] in [ax.get_title() for ax in fig.axes]
+    _, titles = viz.mask_strip(r)
+    assert "min–max" in titles[0] and "min–max" not in viz.mask_strip(r.rethreshold(rescale="mean"))[1][0]
+    import diffedit_lab.mask as mask_module
+
+    captured = []
+    monkeypatch.setattr(mask_module, "normalize_and_threshold",
+                        lambda *a, **k: captured.append(k.get("rescale")) or normalize_and_threshold(*a, **k))
+    viz.averaging_figure(r)
+    assert captured and set(captured) == {"range"}
