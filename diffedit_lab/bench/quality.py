@@ -16,8 +16,8 @@ the training seeds, < 10 000 000, and from ``toy/quality.py``'s, ≥ 988 654 321
 * **background PSNR / SSIM** — outside the true edited region dilated by 2 px (PSNR capped at
   100 dB, as in ``toy/quality.py``);
 * **mask IoU** — against the true region, for the methods that have a mask: DiffEdit's mask at
-  image resolution as ``MaskResult.upsampled`` makes it (the model's ``fill_holes`` setting
-  applies, to it and to the latent mask of the blend), the oracle's and diffusers' latent masks
+  image resolution as ``MaskResult.upsampled`` makes it (the model's ``rescale`` and
+  ``fill_holes`` settings apply, to it and to the latent mask of the blend), the oracle's and diffusers' latent masks
   with each cell a block (diffusers has no finer mask).
 * **mask precision / recall** — ``|M ∩ T| / |M|`` and ``|M ∩ T| / |T|`` of the same masks.
 

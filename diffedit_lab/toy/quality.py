@@ -25,7 +25,7 @@ far from the training seeds (< 10 000 000) — and is scored by the pixel checke
 (b) **DiffEdit.** ``N`` held-out edits, half shape and half colour, at ``edit()``'s default
     settings with the source caption as reference text: mean mask IoU against the edit's true
     region of the mask at 64×64 (``MaskResult.upsampled``: ``D̃`` bilinearly upsampled, ``> τ``,
-    holes filled if the model's settings say so) and, for comparison, of the latent mask itself
+    ``D̃`` rescaled and holes filled as the model's settings say) and, for comparison, of the latent mask itself
     (each cell a block of pixels; its ceiling too), background PSNR and SSIM
     outside the true region dilated by 2 px, edit success (the target object is there),
     untouched object kept, the VAE's own PSNR on the same background (encode → decode: the
