@@ -160,3 +160,14 @@ def test_mask_ious_score_each_rescale_as_noise_diff_mask_makes_it(tiny_component
         assert next(r for r in rows if r["rescale"] == how)["mask_iou"] == np.mean(direct)
     table = tune.format_masks(rows).splitlines()
     assert table[0].split()[3] == "D̃" and sorted(line.split()[3] for line in table[1:]) == ["mean", "range"]
+
+
+def test_the_mean_mask_iou_leaves_out_the_whole_image_kinds(tiny_components):
+    edits = [e for e in tune.validation_edits(12, "rich", 64) if e.kind in ("shape", "night")]
+    grid = dict(mask_noise=(0.5,), clamp_ratio=(3.0,), threshold=(0.5,), fill_holes=(False,))
+    (row,) = tune.mask_ious(tiny_components, edits, guidance=3.0, n=2, grid=grid, progress=False)
+    assert "night" in tune.WHOLE_IMAGE_KINDS and row["mask_iou_night"] != row["mask_iou_shape"]
+    assert row["mask_iou"] == row["mask_iou_shape"]  # the night edits are reported, not ranked on
+    (only_night,) = tune.mask_ious(tiny_components, [e for e in edits if e.kind == "night"], guidance=3.0, n=2,
+                                   grid=grid, progress=False)
+    assert only_night["mask_iou"] == only_night["mask_iou_night"]

@@ -74,7 +74,7 @@ import torch
 from ..metrics import background_psnr, background_ssim, mask_iou
 from .checker import check, check_edit
 from .texts import model_world
-from .world import KINDS, SIZE, Edit, Scene, make_edit, make_scene, rich_scene
+from .world import KINDS, SIZE, WHOLE_IMAGE_KINDS, Edit, Scene, make_edit, make_scene, rich_scene
 
 if TYPE_CHECKING:
     from ..models import Components
@@ -446,7 +446,7 @@ def rich_edit_metrics(rows: list[dict], vae: np.ndarray) -> dict[str, float]:
             metrics[f"{name}_{kind}"] = mean_of(mine, key)
     for k in (1, 2, 3):
         metrics[f"edit_success_n{k}"] = mean_of([r for r in rows if r["objects"] == k], "edit_success")
-    metrics["untouched_kept"] = mean_of([r for r in rows if r["kind"] != "night"], "untouched_kept")
+    metrics["untouched_kept"] = mean_of([r for r in rows if r["kind"] not in WHOLE_IMAGE_KINDS], "untouched_kept")
     objects = [i for i, r in enumerate(rows) if r["kind"] in OBJECT_KINDS]
     metrics["background_psnr"] = mean_of([rows[i] for i in objects], "background_psnr")
     metrics["vae_psnr"] = mean_of([dict(v=vae[i]) for i in objects], "v")

@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 
 from ..settings import DEPRECATED_NAMES, EditSettings
 from .quality import alternating_edits, balanced_edits
-from .world import Edit
+from .world import WHOLE_IMAGE_KINDS, Edit
 
 if TYPE_CHECKING:
     from ..models import Components
@@ -85,7 +85,9 @@ def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid
               progress: bool = True) -> list[dict]:
     """Mean IoU of the mask at 64×64 against the true region for every (mask strength, clamp
     ratio, threshold, rescale, fill holes) of ``grid`` (default :data:`MASK_GRID`; a grid without
-    ``rescale`` tries ``"mean"`` only), best first."""
+    ``rescale`` tries ``"mean"`` only), best first. The mean leaves out the whole-image kinds
+    (:data:`~diffedit_lab.toy.world.WHOLE_IMAGE_KINDS`, where no mask can help) unless every edit
+    is of one; each kind's own mean is in ``mask_iou_<kind>``."""
     grid = dict(dict(rescale=("mean",)), **(grid or MASK_GRID))
     from ..mask import noise_diff_mask
     from ..metrics import mask_iou
@@ -102,8 +104,9 @@ def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid
                 ious.setdefault((s, kappa, tau, how, fill), []).append((e.kind, float(mask_iou(mask, e.mask))))
     rows = []
     for (s, kappa, tau, how, fill), v in ious.items():
+        masked = [iou for k, iou in v if k not in WHOLE_IMAGE_KINDS] or [iou for _, iou in v]
         row = dict(mask_noise=s, clamp_ratio=kappa, threshold=tau, rescale=how, fill_holes=fill,
-                   mask_iou=float(np.mean([iou for _, iou in v])))
+                   mask_iou=float(np.mean(masked)))
         for kind in dict.fromkeys(k for k, _ in v):  # per kind, when the edits are of several
             row[f"mask_iou_{kind}"] = float(np.mean([iou for k, iou in v if k == kind]))
         rows.append(row)

@@ -47,6 +47,8 @@ CLASSIC_SHAPES = SHAPES[:3]
 CLASSIC_COLOURS = {k: COLOURS[k] for k in ("red", "green", "blue", "yellow")}
 WORLDS = ("classic", "rich")
 KINDS = ("colour", "shape", "size", "background", "remove", "night")
+WHOLE_IMAGE_KINDS = ("night",)
+"""Edits of the whole image, where a mask cannot help: tuned and judged apart from the masked kinds."""
 #: the words of the classic world (the shipped model's vocabulary)
 WORDS = ("a", "and", *CLASSIC_SHAPES, *CLASSIC_COLOURS)
 #: every word a caption of either world uses (the next model's vocabulary)
