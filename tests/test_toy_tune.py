@@ -171,3 +171,12 @@ def test_the_mean_mask_iou_leaves_out_the_whole_image_kinds(tiny_components):
     (only_night,) = tune.mask_ious(tiny_components, [e for e in edits if e.kind == "night"], guidance=3.0, n=2,
                                    grid=grid, progress=False)
     assert only_night["mask_iou"] == only_night["mask_iou_night"]
+
+
+def test_edit_scores_leave_a_whole_image_edits_missing_background_out(tiny_components):
+    edits = [e for e in tune.validation_edits(12, "rich", 64) if e.kind in ("colour", "night")][:3]
+    mask = dict(mask_noise=0.5, clamp_ratio=3.0, threshold=0.5, fill_holes=False)
+    (row,) = tune.edit_scores(tiny_components, edits, 2, [mask], grid=dict(guidance=(2.0,), encoding_ratio=(0.5,)),
+                              progress=False)
+    assert any(e.kind == "night" for e in edits) and any(e.kind == "colour" for e in edits)
+    assert np.isfinite(row["background_psnr"])  # the night edit's PSNR is NaN (its region is the whole image)

@@ -131,7 +131,7 @@ def edit_scores(c: Components, edits: list[Edit], steps: int, masks: list[dict],
     settings ``masks``, best first; one EditSession per image, so masks and inversions are
     computed once and shared across the grid."""
     from ..edit import EditSession
-    from .quality import score_edit
+    from .quality import mean_of, score_edit
 
     grid = grid or EDIT_GRID
     points = [dict(m, **dict(zip(grid, values))) for m in masks for values in itertools.product(*grid.values())]
@@ -143,7 +143,7 @@ def edit_scores(c: Components, edits: list[Edit], steps: int, masks: list[dict],
             scores[k].append(score_edit(e, np.asarray(res.image.convert("RGB")), res.mask.upsampled()[0].cpu().numpy()))
     rows = []
     for p, s in zip(points, scores):
-        mean = {key: float(np.mean([r[key] for r in s])) for key in s[0]}
+        mean = {key: mean_of(s, key) for key in s[0]}  # NaNs left out (a whole-image edit has no background)
         rows.append(dict(p, **mean, score=mean["edit_success"] * mean["untouched_kept"]))
     return sorted(rows, key=lambda r: (-r["score"], -r["background_psnr"]))
 
