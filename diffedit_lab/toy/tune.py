@@ -68,7 +68,7 @@ VALIDATION_SEED = 500_000_000
 MASK_GRID = dict(mask_noise=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 100.0),
                  threshold=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), rescale=("mean", "range"),
                  fill_holes=(False, True))
-EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), encoding_ratio=(0.6, 0.8, 0.9))
+EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), encoding_ratio=(0.6, 0.8, 0.9, 1.0))
 PAPER_MASK = {k: getattr(EditSettings(), k) for k in MASK_GRID}  # the defaults: paper's s, κ, τ; diffusers' rescale; no fill
 
 
