@@ -82,3 +82,18 @@ def test_a_run_widened_to_8_latent_channels_goes_on_from_the_old_one(tmp_path):
     result = edit(c, scene.image, source=scene.caption, target=scene.caption.replace("a ", "a big ", 1), steps=2, n=1)
     assert c.latent_channels == 8 and result.mask.noisy_latents.shape[2:] == (8, 16, 16)
     assert result.mask.mask.shape[-2:] == (16, 16) and result.image is not None
+
+
+def test_a_wider_unet_trains_exports_and_refuses_to_resume_at_another_width(tmp_path, capsys):
+    out, folder = tmp_path / "run", tmp_path / "model"
+    assert train.unet_model(8, width=32).config.block_out_channels == (32, 64, 64)
+    train.main(["--quick", "--world", "rich", "--out", str(out), "--unet-width", "96", "--export", str(folder),
+                "--ckpt-minutes", "0"])
+    assert torch.load(out / "unet.pt", weights_only=False)["unet"]["conv_in.weight"].shape[0] == 96
+    assert json.loads((folder / "unet" / "config.json").read_text())["block_out_channels"] == [96, 192, 192]
+    with pytest.raises(SystemExit, match="width 96, not 64: pass --unet-width 96"):
+        train.main(["--quick", "--world", "rich", "--out", str(out), "--resume", "--unet-steps", "5"])
+    for bad in ("48", "0"):
+        with pytest.raises(SystemExit):
+            train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "other"), "--unet-width", bad])
+        assert "--unet-width must be a positive multiple of 32" in capsys.readouterr().err

@@ -84,12 +84,18 @@ def vae_from_state(state: dict, size: int = 64, factor: int = 4):
     return vae
 
 
-def unet_model(sample_size: int = 16, channels: int = 4):
+UNET_WIDTH = 64
+"""Channels of the UNet's first block (the shipped model's); the two deeper blocks have twice as many."""
+
+
+def unet_model(sample_size: int = 16, channels: int = 4, width: int = UNET_WIDTH):
+    """The toy UNet: blocks of ``width``, ``2·width``, ``2·width`` channels (64/128/128 shipped;
+    ``width`` a multiple of 32, the group norm's groups), cross-attention at the two finer ones."""
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
         sample_size=sample_size, in_channels=channels, out_channels=channels, layers_per_block=1,
-        block_out_channels=(64, 128, 128),
+        block_out_channels=(width, 2 * width, 2 * width),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32,
@@ -266,14 +272,15 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: int, seed: int,
                export_every: int, export_to: Path | None, max_length: int = MAX_LENGTH,
-               init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3):
+               init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3,
+               width: int = UNET_WIDTH):
     """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss. ``init``:
     ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet."""
     from diffusers import DDIMScheduler
 
     mean, std = latents
     sf = vae.config.scaling_factor
-    te, unet = text_model(len(tokenizer), max_length), unet_model(mean.shape[-1], mean.shape[1])
+    te, unet = text_model(len(tokenizer), max_length), unet_model(mean.shape[-1], mean.shape[1], width)
     if init is not None:
         te.load_state_dict(init["te"]), unet.load_state_dict(init["unet"])
     params = list(te.parameters()) + list(unet.parameters())
@@ -282,6 +289,10 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     ckpt, start = out / "unet.pt", 0
     if ckpt.exists():
         s = torch.load(ckpt, weights_only=False)
+        had = s["unet"]["conv_in.weight"].shape[0]
+        if had != width:
+            raise SystemExit(f"{ckpt} holds a UNet of width {had}, not {width}: pass --unet-width {had} to go on "
+                             "with it, or train the new width into a new --out")
         te.load_state_dict(s["te"]), unet.load_state_dict(s["unet"])
         if s["opt"] is not None:
             opt.load_state_dict(s["opt"])
@@ -460,6 +471,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-from", type=Path, default=None,
                    help="go on from an exported model folder (e.g. the shipped one) when --out has no checkpoint")
     p.add_argument("--latent-channels", type=int, default=4, help="the VAE's latent channels (the UNet's in and out)")
+    p.add_argument("--unet-width", type=int, default=UNET_WIDTH,
+                   help="channels of the UNet's first block (deeper blocks: twice as many); a multiple of 32")
     p.add_argument("--widen-from", type=Path, default=None,
                    help="start --out from another run's checkpoints widened to --latent-channels (toy.widen)")
     p.add_argument("--warm-start", type=Path, default=None,
@@ -467,6 +480,11 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.quick:
         a.scenes, a.unet_scenes, a.vae_steps, a.unet_steps, a.batch, a.vae_batch = 64, 64, 3, 3, 4, 4
+    if a.unet_width < 32 or a.unet_width % 32:
+        p.error(f"--unet-width must be a positive multiple of 32 (the group norm's groups), got {a.unet_width}")
+    if a.unet_width != UNET_WIDTH and (a.warm_start or a.widen_from or a.init_from):
+        p.error("--unet-width other than the shipped 64 starts a UNet from scratch: drop --warm-start, "
+                "--widen-from and --init-from")
     if a.latent_channels < 1:
         p.error(f"--latent-channels must be at least 1, got {a.latent_channels}")
     if a.widen_from and a.warm_start:
@@ -503,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     latents = cached(a.out / f"latents_{a.unet_scenes}.pt", lambda: encode_all(vae, images[: a.unet_scenes]))
     captions = captions[: a.unet_scenes]
     train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
-               a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr)
+               a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr, a.unet_width)
     if a.export:
         print(f"exported to {a.export}")
 
