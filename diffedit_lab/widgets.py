@@ -198,6 +198,17 @@ def _rescale_dropdown(value: str):
                       layout=W.Layout(width="250px"))
 
 
+def _threshold_controls(settings) -> dict:
+    """The controls of :data:`THRESHOLD_KEYS` (κ, τ, the rescale, hole filling), each starting at
+    ``settings``' value (a ``MaskResult`` or an ``EditSettings``: both carry the four)."""
+    return {
+        "clamp_ratio": _float_slider("clamp ratio κ", settings.clamp_ratio, 0.5, 10.0, 0.25),
+        "threshold": _float_slider("threshold τ", settings.threshold, 0.05, 0.95, 0.05),
+        "rescale": _rescale_dropdown(settings.rescale),
+        "fill_holes": _fill_checkbox(settings.fill_holes),
+    }
+
+
 def _iou(result, true_mask, index: int = 0) -> float:
     """IoU of ``result``'s mask with a true mask: at the true mask's resolution via
     ``MaskResult.upsampled`` (as ``diffedit_lab.toy.quality`` scores it)."""
@@ -233,12 +244,7 @@ class MaskExplorer(_App):
         self.panel = panel
         self.redraws = 0
         self.last_error = None
-        self.controls = {
-            "clamp_ratio": _float_slider("clamp ratio κ", result.clamp_ratio, 0.5, 10.0, 0.25),
-            "threshold": _float_slider("threshold τ", result.threshold, 0.05, 0.95, 0.05),
-            "rescale": _rescale_dropdown(result.rescale),
-            "fill_holes": _fill_checkbox(result.fill_holes),
-        }
+        self.controls = _threshold_controls(result)
         self.status = W.HTML()
         self.output = W.Output()
         for w in self.controls.values():
@@ -427,10 +433,7 @@ class Explorer(_App):
             "mask_noise": _float_slider("mask noise s", s.mask_noise, 0.1, 0.9, 0.05, **SLOW),
             "seed": W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", style=STYLE,
                                      layout=W.Layout(width="160px"), **SLOW),
-            "clamp_ratio": _float_slider("clamp ratio κ", s.clamp_ratio, 0.5, 10.0, 0.25),
-            "threshold": _float_slider("threshold τ", s.threshold, 0.05, 0.95, 0.05),
-            "rescale": _rescale_dropdown(s.rescale),
-            "fill_holes": _fill_checkbox(s.fill_holes),
+            **_threshold_controls(s),
             "encoding_ratio": _float_slider("encoding ratio r", s.encoding_ratio, 0.1, 1.0, 0.05, **SLOW),
             "steps": _int_slider("DDIM steps", s.steps, 2, 100, **SLOW),
             "guidance": _float_slider("guidance w", s.guidance, 1.0, 15.0, 0.5, **SLOW),
