@@ -81,6 +81,16 @@ def validation_edits(n: int, world: str = "classic", size: int = 64) -> list[Edi
     return alternating_edits(VALIDATION_SEED, n)
 
 
+def model_validation_edits(c: Components, n: int, world: str | None = None) -> tuple[list[Edit], str, str]:
+    """:func:`validation_edits` of the model's world (read from its tokenizer), or of ``world``
+    if given, at the model's image size: ``(edits, world, why)``."""
+    from ..inputs import model_side
+    from .texts import model_world
+
+    world, why = (world, "--world") if world else model_world(c)
+    return validation_edits(n, world, model_side(c)), world, why
+
+
 def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
               progress: bool = True) -> list[dict]:
     """Mean IoU of the mask at 64×64 against the true region for every (mask strength, clamp
@@ -247,11 +257,7 @@ def record_settings(folder: Path, values: dict) -> dict:
 
 def run_steps_curve(c: Components, a: argparse.Namespace) -> dict:
     """The ``--steps-curve`` command: measure, print, write JSON and PNG (and the settings)."""
-    from ..inputs import model_side
-    from .texts import model_world
-
-    world, why = (a.world, "--world") if a.world else model_world(c)
-    edits = validation_edits(a.edits, world, model_side(c))
+    edits, world, why = model_validation_edits(c, a.edits, a.world)
     rows = steps_curve(c, edits, a.steps_curve, progress=not a.no_progress)
     chosen = choose_steps(rows, a.success_tolerance, a.iou_tolerance)
     recorded = EditSettings.for_model(c).as_dict()
@@ -309,11 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.steps_curve is not None:
         run_steps_curve(c, a)
         return
-    from ..inputs import model_side
-    from .texts import model_world
-
-    world, why = (a.world, "--world") if a.world else model_world(c)
-    edits = validation_edits(max(a.edits, a.mask_edits), world, model_side(c))
+    edits, world, why = model_validation_edits(c, max(a.edits, a.mask_edits), a.world)
     print(f"{a.model or 'embedded toy model'}: validation edits of the {world} world ({why})")
     model = EditSettings.for_model(c)
     masks = mask_ious(c, edits[:a.mask_edits], guidance=model.guidance, n=model.n, progress=not a.no_progress)
@@ -332,8 +334,9 @@ def main(argv: list[str] | None = None) -> None:
         from ..models import DEFAULT_MODEL_DIR
 
         path = Path(a.model or DEFAULT_MODEL_DIR) / "diffedit_lab.json"
-        keys = dict.fromkeys((*MASK_GRID, *EDIT_GRID, *(["rescale"] if "rescale" in rows[0] else [])))
-        settings = record_settings(path.parent, {k: rows[0][k] for k in keys})  # the paper's mask: its rescale too
+        # every setting the best row has (a grid without ``rescale`` still records the paper mask's)
+        settings = record_settings(path.parent, {k: rows[0][k] for k in (*MASK_GRID, "rescale", *EDIT_GRID)
+                                                 if k in rows[0]})
         print(f"wrote {path}: {settings}")
 
 
