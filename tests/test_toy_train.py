@@ -97,3 +97,36 @@ def test_a_wider_unet_trains_exports_and_refuses_to_resume_at_another_width(tmp_
         with pytest.raises(SystemExit):
             train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "other"), "--unet-width", bad])
         assert "--unet-width must be a positive multiple of 32" in capsys.readouterr().err
+
+
+def test_object_coverage_is_each_latent_cells_share_of_the_scenes_objects():
+    cover = train.object_coverage(6, 0, "rich", 0.25, 64, 4)
+    assert cover.shape == (6, 1, 16, 16)
+    for i in range(6):
+        scene = train.training_scene(i, 0, "rich", 0.25, 64)
+        union = sum(m.astype(int) for m in scene.masks) > 0
+        assert cover[i].sum().item() * 16 == pytest.approx(union.sum())  # each cell is 4×4 pixels
+        assert cover[i, 0, 5, 7].item() == pytest.approx(union[20:24, 28:32].mean())
+
+
+def test_the_object_weight_raises_the_loss_on_the_objects_cells(tmp_path):
+    from diffedit_lab.toy.tokenizer import build_clip_tokenizer
+    from diffedit_lab.toy.world import VOCABULARY
+
+    tokenizer = build_clip_tokenizer(VOCABULARY, tmp_path / "tok", model_max_length=24)
+    scenes = [train.training_scene(i, 0, "rich", 0.25, 64) for i in range(4)]
+    latents = (torch.randn(4, 4, 16, 16), torch.full((4, 4, 16, 16), 0.1))
+    cover = train.object_coverage(4, 0, "rich", 0.25, 64, 4)
+    losses = {}
+    for lam in (0.0, 10.0):
+        torch.manual_seed(0)
+        out = tmp_path / f"run{lam}"
+        out.mkdir()
+        train.train_unet(train.vae_model(), tokenizer, latents, [s.caption for s in scenes], out, 1, 4, 0, 500,
+                         None, 24, cover=cover, object_weight=lam)
+        losses[lam] = torch.load(out / "unet.pt", weights_only=False)["loss"]
+    assert losses[10.0] > losses[0.0] * 1.2  # the same first step, the objects' cells weighed 11×
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "quick"), "--object-weight", "4"])
+    assert torch.load(tmp_path / "quick" / "objects_64.pt").shape == (64, 1, 16, 16)
+    with pytest.raises(SystemExit):
+        train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), "--object-weight", "-1"])

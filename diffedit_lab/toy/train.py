@@ -21,7 +21,10 @@ Two phases, each resumable from its last checkpoint in ``--out`` (saved every
    the frozen VAE's latents with the DDPM objective
    ``E ‖ε − ε_θ(√ᾱ_t z₀ + √(1−ᾱ_t) ε, t, τ(y))‖²``, min-SNR-γ weighted, with the caption ``y``
    dropped to the empty text 10 % of the time (classifier-free guidance), and an EMA copy of
-   the weights that is the one exported.
+   the weights that is the one exported. ``--object-weight λ`` weighs each latent cell's
+   squared error by ``1 + λ·c``, ``c`` the share of the cell the scene's objects cover, so the
+   objects (a few percent of the cells, but all that an object edit changes) count as much as
+   the textured background around them.
 
 ``--export DIR`` writes a diffusers folder (``save_pretrained``) that both
 ``diffedit_lab.load_components`` and diffusers' own pipelines load, plus ``diffedit_lab.json``.
@@ -255,6 +258,21 @@ def encode_all(vae, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(means), torch.cat(stds)
 
 
+def object_coverage(n: int, seed: int, world: str = "classic", classic_fraction: float = 0.25,
+                    size: int = 64, factor: int = 4) -> torch.Tensor:
+    """N×1×(size/factor)² share of each latent cell that training scene ``i``'s objects cover
+    (:func:`training_scene`'s pixel masks, averaged over the factor×factor pixels of the cell)."""
+    cover = np.zeros((n, 1, size // factor, size // factor), np.float32)
+    for i in tqdm(range(n), desc="object masks", mininterval=30):
+        scene = training_scene(i, seed, world, classic_fraction, size)
+        union = np.zeros(scene.masks[0].shape, bool)
+        for m in scene.masks:
+            union |= m
+        h = union.shape[0] // (size // factor)
+        cover[i, 0] = union.reshape(size // factor, h, size // factor, h).mean(axis=(1, 3))
+    return torch.from_numpy(cover)
+
+
 def cached(path: Path, make):
     """``make()``, saved to ``path`` the first time and loaded from it afterwards."""
     if path.exists():
@@ -273,9 +291,11 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: int, seed: int,
                export_every: int, export_to: Path | None, max_length: int = MAX_LENGTH,
                init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3,
-               width: int = UNET_WIDTH):
+               width: int = UNET_WIDTH, cover: torch.Tensor | None = None, object_weight: float = 0.0):
     """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss. ``init``:
-    ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet."""
+    ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet. ``cover``
+    (:func:`object_coverage` of the latents' scenes) and ``object_weight`` λ: each cell's
+    squared error weighed by ``1 + λ·cover``."""
     from diffusers import DDIMScheduler
 
     mean, std = latents
@@ -317,7 +337,10 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
         zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
         pred = unet(zt, t, te(tok)[0]).sample
         w = torch.clamp(snr[t], max=5.0) / snr[t]
-        loss = (w * F.mse_loss(pred, eps, reduction="none").mean(dim=(1, 2, 3))).mean()
+        cell_error = F.mse_loss(pred, eps, reduction="none")
+        if object_weight:
+            cell_error = cell_error * (1 + object_weight * cover[idx])
+        loss = (w * cell_error.mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -473,6 +496,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latent-channels", type=int, default=4, help="the VAE's latent channels (the UNet's in and out)")
     p.add_argument("--unet-width", type=int, default=UNET_WIDTH,
                    help="channels of the UNet's first block (deeper blocks: twice as many); a multiple of 32")
+    p.add_argument("--object-weight", type=float, default=0.0,
+                   help="λ: weigh each latent cell's error by 1 + λ·(share of it the objects cover); 0: plain")
     p.add_argument("--widen-from", type=Path, default=None,
                    help="start --out from another run's checkpoints widened to --latent-channels (toy.widen)")
     p.add_argument("--warm-start", type=Path, default=None,
@@ -485,6 +510,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.unet_width != UNET_WIDTH and (a.warm_start or a.widen_from or a.init_from):
         p.error("--unet-width other than the shipped 64 starts a UNet from scratch: drop --warm-start, "
                 "--widen-from and --init-from")
+    if a.object_weight < 0:
+        p.error(f"--object-weight must be 0 or more, got {a.object_weight}")
     if a.latent_channels < 1:
         p.error(f"--latent-channels must be at least 1, got {a.latent_channels}")
     if a.widen_from and a.warm_start:
@@ -520,8 +547,13 @@ def main(argv: list[str] | None = None) -> None:
     vae.requires_grad_(False)
     latents = cached(a.out / f"latents_{a.unet_scenes}.pt", lambda: encode_all(vae, images[: a.unet_scenes]))
     captions = captions[: a.unet_scenes]
+    cover = None
+    if a.object_weight:
+        cover = cached(a.out / f"objects_{a.unet_scenes}.pt", lambda: object_coverage(
+            a.unet_scenes, a.seed, a.world, a.classic_fraction, a.image_size, a.vae_factor))
     train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
-               a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr, a.unet_width)
+               a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr, a.unet_width,
+               cover, a.object_weight)
     if a.export:
         print(f"exported to {a.export}")
 
