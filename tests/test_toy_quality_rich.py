@@ -108,12 +108,12 @@ def test_model_world_from_the_tokenizer(tiny_components):
 def test_rich_quick_run_reports_every_kind_with_its_bar(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "rich.json"
     code = q.main(["--model", str(tiny_model_dir), "--world", "rich", "--quick", "--steps", "2", "--scenes", "3",
-                   "--json", str(out), "--strict", "--no-progress"])
+                   "--json", str(out), "--strict", "--no-progress", "--true-mask"])
     report = json.loads(out.read_text())
     assert code == (1 if report["failed"] else 0) and report["failed"]  # a random model misses bars
     st = report["settings"]
     assert (st["world"], st["scenes"], st["edits"], st["classic_edits"], st["steps"]) == ("rich", 3, 6, 2, 2)
-    assert st["size"] == 32  # the tiny model's own size
+    assert st["size"] == 32 and st["true_mask"]  # the tiny model's own size
     assert sorted(r["kind"] for r in report["edits"]) == sorted(KINDS)
     assert {r["kind"] for r in report["classic_edits"]} == {"shape", "colour"}
     assert set(report["metrics"]) == {f.key for f in q.RICH_FIGURES}
@@ -150,3 +150,22 @@ def test_ceilings_score_the_given_images_per_kind():
     assert perfect == {f"ceiling_{m}_{k}": 1.0 for k in KINDS for m in ("success", "kept")}
     nothing = q.ceiling_edit_metrics(edits, np.stack([e.scene.image for e in edits]))
     assert all(nothing[f"ceiling_success_{k}"] == 0.0 for k in KINDS)
+
+
+def test_true_mask_edits_decode_with_each_edits_true_region(tiny_components, monkeypatch):
+    from diffedit_lab import denoise
+
+    edits = q.rich_held_out_edits(6, size=32)
+    seen = []
+    real = denoise.masked_denoise
+
+    def spy(c, inversion, mask, prompt, **kw):
+        seen.append((np.asarray(mask) > 0, prompt))
+        return real(c, inversion, mask, prompt, **kw)
+
+    monkeypatch.setattr(denoise, "masked_denoise", spy)
+    rows = q.run_true_mask_edits(tiny_components, edits, steps=2, progress=False)
+    assert [r["kind"] for r in rows] == [e.kind for e in edits]
+    for (mask, prompt), e in zip(seen, edits):
+        assert (mask == e.mask).all() and prompt == e.target
+    assert all(0.0 <= r["edit_success"] <= 1.0 for r in rows)

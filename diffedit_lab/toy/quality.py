@@ -49,6 +49,9 @@ far from the training seeds (< 10 000 000) — and is scored by the pixel checke
     Beside each rate, its **ceiling**: the checker on the true scene or the true target image
     passed through the model's VAE (encode → decode) — what a perfect UNet could score; a
     ceiling below a bar says the VAE (or the checker) is what misses it, not the UNet.
+    ``--true-mask``: each edit decoded again with its *true* region as the mask (DiffEdit's
+    steps 2–3 alone, at the same settings) — success there but not with the inferred mask is
+    the mask's failure; a failure there too is the decoding's.
 (c) **No regression on the classic scenes**: the first ``--classic-edits`` held-out edits of
     the classic mode's (b) (two objects, plain background, shape or colour in turn), scored as
     there — mask IoU ≥ 0.60, success ≥ 85 %, background PSNR ≥ 32 dB.
@@ -149,6 +152,7 @@ def _kind_figures(kind: str) -> tuple[Figure, ...]:
     return (
         Figure(f"success_{kind}", f"{kind} edits: success", "%", _bar(SUCCESS_BARS[kind])),
         Figure(f"ceiling_success_{kind}", "  … the true target through the VAE (ceiling)", "%"),
+        Figure(f"true_mask_success_{kind}", "  … with the true region as the mask (--true-mask)", "%"),
         Figure(f"mask_iou_{kind}", "  … mask IoU (image resolution)", "", _bar(IOU_BARS[kind])),
         Figure(f"kept_{kind}", "  … untouched objects kept", "%"),
         Figure(f"ceiling_kept_{kind}", "  … kept, the true target through the VAE (ceiling)", "%"),
@@ -333,6 +337,29 @@ def run_edits(c: Components, edits: list[Edit], *, steps: int, seed: int, progre
     return rows
 
 
+def run_true_mask_edits(c: Components, edits: list[Edit], *, steps: int, progress: bool = True) -> list[dict]:
+    """Steps 2 and 3 of DiffEdit at the model's settings, with each edit's *true* region as the
+    mask instead of step 1's: an edit that succeeds here but not in :func:`run_edits` was lost by
+    the mask; one that fails here too, by the decoding (the UNet repainting the region)."""
+    from tqdm.auto import tqdm
+
+    from ..denoise import masked_denoise
+    from ..inversion import ddim_invert
+    from ..settings import EditSettings
+    from ..latents import decode, encode
+
+    s = EditSettings.for_model(c).replace(steps=steps)
+    rows = []
+    for e in tqdm(edits, desc="DiffEdit, true masks", disable=not progress):
+        inversion = ddim_invert(c, encode(c, e.scene.image), "", encoding_ratio=s.encoding_ratio, steps=s.steps,
+                                guidance=s.inversion_guidance, progress=False)
+        truth = e.mask.astype(np.uint8) * 255
+        out = masked_denoise(c, inversion, truth, e.target, guidance=s.guidance, progress=False)
+        output = np.asarray(decode(c, out.latents)[0].convert("RGB"))
+        rows.append(dict(score_edit(e, output, e.mask), kind=e.kind))
+    return rows
+
+
 def round_trip(c: Components, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """``decode(encode(x))`` of (N, H, W, 3) uint8 images, as uint8: what the model's VAE keeps."""
     from ..latents import decode, encode
@@ -468,10 +495,12 @@ def ceiling_edit_metrics(edits: list[Edit], outputs: np.ndarray) -> dict[str, fl
 
 
 def measure_rich(c: Components, *, scenes: int, edits: int, classic_edits: int, seed: int, steps: int,
-                 batch_size: int = 32, progress: bool = True) -> dict:
+                 batch_size: int = 32, progress: bool = True, true_mask: bool = False) -> dict:
     """The rich world's figures (``metrics``, keys of :data:`RICH_FIGURES`), the per-edit rows
     (``edits``; the classic block's in ``classic_edits``) and the settings used. Images are
-    drawn at the model's size; ``edits`` is rounded up to a multiple of ``len(KINDS)``."""
+    drawn at the model's size; ``edits`` is rounded up to a multiple of ``len(KINDS)``.
+    ``true_mask``: the same edits again with the true region as the mask
+    (:func:`run_true_mask_edits`), ``true_mask_success_<kind>``."""
     from ..inputs import model_side
 
     size = model_side(c)
@@ -492,13 +521,17 @@ def measure_rich(c: Components, *, scenes: int, edits: int, classic_edits: int, 
         rows = run_edits(c, todo, steps=steps, seed=seed, progress=progress)
         metrics.update(rich_edit_metrics(rows, vae_psnrs(c, todo)))
         metrics.update(ceiling_edit_metrics(todo, round_trip(c, np.stack([e.target_scene.image for e in todo]))))
+        if true_mask:
+            truly = run_true_mask_edits(c, todo, steps=steps, progress=progress)
+            for kind in KINDS:
+                metrics[f"true_mask_success_{kind}"] = mean_of([r for r in truly if r["kind"] == kind], "edit_success")
     classic_rows: list[dict] = []
     if classic_edits:
         classic_rows = run_edits(c, held_out_edits(classic_edits, seed), steps=steps, seed=seed, progress=progress)
         for key in ("mask_iou", "edit_success", "background_psnr", "untouched_kept"):
             metrics[f"classic_{key}"] = mean_of(classic_rows, key)
     settings = dict(world="rich", size=size, scenes=scenes, edits=edits, classic_edits=classic_edits, seed=seed,
-                    steps=steps, guidance=guidance, model=c.name, defaults=c.defaults)
+                    steps=steps, true_mask=true_mask, guidance=guidance, model=c.name, defaults=c.defaults)
     return dict(metrics=metrics, edits=rows, classic_edits=classic_rows, settings=settings)
 
 
@@ -520,6 +553,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="20 steps; classic 8 scenes, 8 edits; rich 6 scenes, 6 edits, 2 classic edits (CI)")
     p.add_argument("--strict", action="store_true", help="exit 1 if a bar is missed")
+    p.add_argument("--true-mask", action="store_true",
+                   help="rich world: decode each edit again with its true region as the mask (mask or decoding to blame?)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     for name in ("scenes", "edits", "classic_edits", "steps", "batch", "threads"):
@@ -563,12 +598,14 @@ def main(argv: list[str] | None = None) -> int:
     name = a.model or "embedded toy model"
     if world == "rich":
         report = measure_rich(c, scenes=a.scenes, edits=a.edits, classic_edits=a.classic_edits, seed=a.seed,
-                              steps=a.steps, batch_size=a.batch, progress=not a.no_progress)
+                              steps=a.steps, batch_size=a.batch, progress=not a.no_progress, true_mask=a.true_mask)
         figures = RICH_FIGURES
         st = report["settings"]
         print(f"{name}: {st['scenes']} scenes, {st['edits']} edits ({st['edits'] // len(KINDS)} per kind), "
               f"{st['classic_edits']} classic edits, {a.steps} DDIM steps, {st['size']}×{st['size']} px, seed {a.seed}")
     else:
+        if a.true_mask:
+            print("--true-mask is measured in the rich world only: ignored here", file=sys.stderr)
         report = measure(c, scenes=a.scenes, edits=a.edits, seed=a.seed, steps=a.steps, batch_size=a.batch,
                          progress=not a.no_progress)
         report["settings"]["world"] = "classic"
