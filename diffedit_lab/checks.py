@@ -27,6 +27,13 @@ def check_count(name: str, value) -> int:
     return int(value)
 
 
+def check_radius(name: str, value) -> int:
+    """A radius in cells: an integer ``≥ 0`` (0: off)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"`{name}` must be an integer ≥ 0 (0: off), got {value!r}.")
+    return int(value)
+
+
 def check_positive(name: str, value) -> float:
     """A strictly positive finite number (e.g. the mask's ``clamp_ratio``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value < math.inf):

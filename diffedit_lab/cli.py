@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mask binarisation threshold in [0, 1) (paper: 0.5)")
     edit.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
                       help="fill the holes of the mask (default: the model's setting; off for Stable Diffusion)")
+    edit.add_argument("--close", type=_number(int, 0), metavar="K",
+                      help="close the mask over gaps of up to 2K latent cells (dilate by K, fill, erode by K), so "
+                      "a broken ring becomes a region (default: the model's setting; 0, off, for Stable Diffusion)")
     edit.add_argument("--clamp-ratio", type=_number(float, 0, low_open=True), metavar="C",
                       help="clamp the difference map at C × its mean before rescaling")
     edit.add_argument("--rescale", choices=("mean", "range"), default=None,

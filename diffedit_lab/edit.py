@@ -102,7 +102,7 @@ class EditSession:
       source, ``n``, ``mask_noise``, ``steps`` and ``seed``: a new target runs only its own
       n UNet rows (of the 3n);
     * the mask per texts, ``n``, ``mask_noise``, ``guidance``, ``steps`` and ``seed`` — a new
-      ``clamp_ratio``/``threshold``/``rescale``/``fill_holes`` only re-thresholds it, without any model call;
+      ``clamp_ratio``/``threshold``/``rescale``/``fill_holes``/``close`` only re-thresholds it, without any model call;
     * the inversion per ``inversion_prompt``, ``encoding_ratio``, ``steps`` and ``inversion_guidance``;
     * the decoding and its images per inversion, target, ``guidance`` and *binary* mask: a new
       threshold that leaves the mask as it was costs nothing.
@@ -188,7 +188,7 @@ class EditSession:
 
         raw = self._cached(self._masks, key, compute)
         return raw.rethreshold(clamp_ratio=s.clamp_ratio, threshold=s.threshold, fill_holes=s.fill_holes,
-                               rescale=s.rescale)
+                               rescale=s.rescale, close=s.close)
 
     def inversion(self, inversion_prompt: Prompt = "", settings: EditSettings | None = None, *,
                   progress: bool = True, callback: Progress | None = None, **overrides: Any) -> Inversion:

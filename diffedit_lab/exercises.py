@@ -510,7 +510,7 @@ def check_edit(fn: Callable, *, c: Components | None = None) -> None:
     latents = _tensor(latents, name + " (latents)")
     if mask.numel() != ref.mask.mask.numel() or not _close(mask.reshape(ref.mask.mask.shape), ref.mask.mask):
         _fail("Your mask differs from edit()'s.", "noise_diff_mask with the model's recorded settings: n, mask_noise "
-              "(the noise strength s), clamp_ratio, threshold, rescale, fill_holes and guidance from "
+              "(the noise strength s), clamp_ratio, threshold, rescale, fill_holes, close and guidance from "
               "s = EditSettings.for_model(c), the same steps and seed.")
     _shape(latents, tuple(ref.latents.shape), name + " (latents)")
     if _close(latents, ref.latents, rtol=1e-3, atol=1e-4):

@@ -14,6 +14,7 @@ they disagree is what has to change:
     D̃      = (D_c − min D_c) / (max D_c − min D_c)        (``normalized``, ``rescale="range"``: the paper)
     M      = [D̃ > τ]                                                     (``mask``, τ = threshold)
     M      ← fill(M)        (optional, ``fill_holes``: cells of ∁M not 4-connected to the border join M)
+    M      ← ε_k(fill(δ_k(M)))  (optional, ``close`` = k: dilate by k cells, fill, erode by k — a closing)
 
 ``mean(D)``, ``min`` and ``max`` are taken **per image**: adding an image to the batch never
 changes another image's mask (diffusers takes the mean over the whole batch). κ, τ, the rescale
@@ -31,10 +32,13 @@ the size of the region: one setting for both kinds of edit.
 **Holes and resolution** (not in the paper; off by default, as diffusers): when a shape changes and
 its colour stays, ``D`` is a *ring* on the object's outline — inside, both texts agree on the
 colour — so ``M`` can have a hole where the object is. ``fill_holes`` fills it: the edited region
-is the whole object. ``M`` lives on the latent grid (8× coarser than the image for Stable
+is the whole object — when the ring is closed; where it is broken, ``close`` = k closes gaps of up
+to 2k cells first (dilate M by k cells, fill, erode by k: what the dilation joined stays joined).
+``M`` lives on the latent grid (8× coarser than the image for Stable
 Diffusion); :meth:`MaskResult.upsampled` gives the finer image-resolution mask
 ``[up(D̃) > τ]``, ``up`` bilinear — the same ``D̃`` and ``τ``, cut between the cells (with
-``fill_holes``: ``M``'s holes set to 1 in ``D̃`` first, and the result's holes filled).
+``fill_holes``/``close``: the cells they add to ``M`` set to 1 in ``D̃`` first, and the result
+filled/closed again at image resolution, the radius ``k`` cells in pixels).
 
 With the same negative text for both predictions, ``ε̂(Q) − ε̂(R) = w·(ε(Q) − ε(R))``: the guidance
 scale ``w`` cancels in ``D̃``. For v-prediction models ``ε̂`` is the predicted ``v``; since
@@ -52,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checks import check_flag, check_positive, check_prompt, check_rescale, check_threshold, warn
+from .checks import check_flag, check_positive, check_prompt, check_radius, check_rescale, check_threshold, warn
 from .latents import encode_prompt, is_latents, latent_distribution, make_generator, scale_latents
 from .models import Components, fresh_schedulers
 from .sampling import classifier_free_guidance, denoising_timesteps, unet_output
@@ -84,6 +88,7 @@ class MaskResult:
     image_size: tuple[int, int]  # (width, height) of the encoded images
     fill_holes: bool = False
     rescale: str = "mean"  # how D is rescaled to [0, 1]: "mean" (diffusers) or "range" (the paper)
+    close: int = 0  # closing radius of M in cells (0: off)
 
     @property
     def mask_noise(self) -> float:
@@ -95,16 +100,18 @@ class MaskResult:
         return self.differences.shape[1]
 
     def rethreshold(self, clamp_ratio: float | None = None, threshold: float | None = None,
-                    fill_holes: bool | None = None, rescale: str | None = None) -> "MaskResult":
-        """The same maps with a new ``κ`` (``clamp_ratio``), ``τ`` (``threshold``), ``fill_holes``
-        and/or ``rescale``; no model call."""
+                    fill_holes: bool | None = None, rescale: str | None = None,
+                    close: int | None = None) -> "MaskResult":
+        """The same maps with a new ``κ`` (``clamp_ratio``), ``τ`` (``threshold``), ``fill_holes``,
+        ``rescale`` and/or ``close``; no model call."""
         clamp_ratio = self.clamp_ratio if clamp_ratio is None else check_positive("clamp_ratio", clamp_ratio)
         threshold = self.threshold if threshold is None else check_threshold("threshold", threshold)
         fill_holes = self.fill_holes if fill_holes is None else check_flag("fill_holes", fill_holes)
         rescale = self.rescale if rescale is None else check_rescale("rescale", rescale)
-        normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold, fill_holes, rescale)
+        close = self.close if close is None else check_radius("close", close)
+        normalized, mask = normalize_and_threshold(self.difference, clamp_ratio, threshold, fill_holes, rescale, close)
         return replace(self, normalized=normalized, mask=mask, clamp_ratio=clamp_ratio, threshold=threshold,
-                       fill_holes=fill_holes, rescale=rescale)
+                       fill_holes=fill_holes, rescale=rescale, close=close)
 
     def first_draws(self, k: int) -> "MaskResult":
         """The mask of the first ``k`` draws only — what ``noise_diff_mask(n=k)`` gives with the
@@ -114,15 +121,15 @@ class MaskResult:
         rest = dict(strength=self.strength, timestep=self.timestep, guidance=self.guidance, image_size=self.image_size)
         return _mask_result(self.noisy_latents[:, :k], self.source_noise[:, :k], self.target_noise[:, :k],
                             clamp_ratio=self.clamp_ratio, threshold=self.threshold, fill_holes=self.fill_holes,
-                            rescale=self.rescale, **rest)
+                            rescale=self.rescale, close=self.close, **rest)
 
     def upsampled(self, size: tuple[int, int] | None = None) -> torch.Tensor:
         """The mask at image resolution, (B, H, W) float 0/1: ``[up(D̃) > τ]`` with ``up`` the
         bilinear upsampling of ``D̃`` to ``size`` (width, height; default the encoded image size);
-        with ``fill_holes``, ``M``'s holes count as 1 in ``D̃`` and the result's holes are filled
-        (:func:`upsample_and_threshold`). Finer than ``M`` with each cell made a block."""
+        with ``fill_holes``/``close``, the cells they add to ``M`` count as 1 in ``D̃`` and the result is
+        filled/closed again (:func:`upsample_and_threshold`). Finer than ``M`` with each cell made a block."""
         width, height = size or self.image_size
-        return upsample_and_threshold(self.normalized, self.threshold, (height, width), self.fill_holes)
+        return upsample_and_threshold(self.normalized, self.threshold, (height, width), self.fill_holes, self.close)
 
     def to_image(self, size: tuple[int, int] | None = None, index: int = 0) -> Image.Image:
         """Mask ``index`` as a black/white (0/255, mode "L") PIL image, nearest-upsampled to ``size``
@@ -144,9 +151,9 @@ def noise_difference(source_noise: torch.Tensor, target_noise: torch.Tensor) -> 
 
 
 def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, threshold: float,
-                            fill: bool = False, rescale: str = "mean"):
+                            fill: bool = False, rescale: str = "mean", close: int = 0):
     """``D_c = min(D, κ·mean(D))``, rescaled to ``D̃`` in [0, 1], and ``M = [D̃ > τ]`` (its holes
-    filled when ``fill``); mean, min and max per image. ``rescale="mean"`` (diffusers):
+    filled when ``fill``, closed over ``close`` cells: :func:`refine`); mean, min and max per image. ``rescale="mean"`` (diffusers):
     ``D̃ = D_c / (κ·mean(D))``; ``"range"`` (the paper): ``D̃ = (D_c − min D_c) / (max D_c − min D_c)``.
     Safe, never 0/0 = NaN: an image whose ``mean(D) ≤`` :data:`DIFFERENCE_FLOOR` gets ``D̃ = 0``
     (with a warning); with ``"mean"``, a bound ``κ·mean(D)`` that underflows to 0 gives
@@ -172,20 +179,37 @@ def normalize_and_threshold(difference: torch.Tensor, clamp_ratio: float, thresh
              f"{DIFFERENCE_FLOOR:g}) for {int(still.sum())} image(s): nothing differs, the mask is empty. "
              "Use a target text that names the change.")
     mask = (normalized > threshold).float()
-    return normalized, fill_holes(mask) if fill else mask
+    return normalized, refine(mask, fill, close)
 
 
 def upsample_and_threshold(normalized: torch.Tensor, threshold: float, size: tuple[int, int],
-                           fill: bool = False) -> torch.Tensor:
+                           fill: bool = False, close: int = 0) -> torch.Tensor:
     """``[up(D̃) > τ]`` (B, H, W) float 0/1, ``up`` bilinear to ``size`` = (H, W) — the mask at
-    image resolution. With ``fill``, the holes of the latent mask are first set to 1 in ``D̃``
-    (upsampling must not reopen a ring closed on the latent grid), and the result's holes filled."""
-    if fill:
+    image resolution. With ``fill``/``close``, the cells they add to the latent mask are first set
+    to 1 in ``D̃`` (upsampling must not reopen a ring closed on the latent grid), and the result is
+    filled/closed again, the radius ``close`` cells in pixels of ``size``."""
+    check_radius("close", close)
+    if fill or close:
         latent = (normalized > threshold).float()
-        normalized = torch.maximum(normalized, fill_holes(latent) - latent)
+        normalized = torch.maximum(normalized, refine(latent, fill, close) - latent)
     up = F.interpolate(normalized[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)
     mask = (up[:, 0] > threshold).float()
-    return fill_holes(mask) if fill else mask
+    cell = round(size[0] / normalized.shape[-2])  # pixels per latent cell
+    return refine(mask, fill, close * cell)
+
+
+def refine(mask: torch.Tensor, fill: bool = False, close: int = 0) -> torch.Tensor:
+    """``mask`` (B, h, w) float 0/1 with its holes filled (``fill``) and closed over ``close``
+    cells: ``ε_k(fill(δ_k(M)))`` with ``δ_k``/``ε_k`` the dilation/erosion by a (2k+1)² square —
+    gaps of up to 2k cells join, and what the dilation joined stays joined. Never removes a cell."""
+    if not close:
+        return fill_holes(mask) if fill else mask
+    k = 2 * close + 1
+    dilated = F.max_pool2d(mask[:, None], k, stride=1, padding=close)[:, 0]  # δ_k(M)
+    if fill:
+        dilated = fill_holes(dilated)
+    closed = 1 - F.max_pool2d(1 - dilated[:, None], k, stride=1, padding=close)[:, 0]  # ε_k: off the border only
+    return torch.maximum(closed, mask)
 
 
 def fill_holes(mask: torch.Tensor) -> torch.Tensor:
@@ -239,6 +263,7 @@ def noise_diff_mask(
     threshold: float | None = None,
     fill_holes: bool | None = None,
     rescale: str | None = None,
+    close: int | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     source_negative_prompt: str | list | torch.Tensor = "",
@@ -257,7 +282,8 @@ def noise_diff_mask(
     Two UNet calls: the source branch ``[∅, R]`` and the target branch ``[Q]`` × n draws (3n
     rows; ``[∅_Q, Q]``, 4n in all, if the two negative texts differ; ``[R]`` and ``[Q]``, 2n,
     if ``w ≤ 1``). The source branch does not depend on the target: :class:`~diffedit_lab.EditSession`
-    keeps it for the next target. ``fill_holes``: fill the holes of ``M``; ``rescale``: ``"mean"``
+    keeps it for the next target. ``fill_holes``: fill the holes of ``M``; ``close``: close it over
+    gaps of up to 2·close cells first; ``rescale``: ``"mean"``
     (diffusers) or ``"range"`` (the paper) — how ``D`` is rescaled to [0, 1] (see the module doc).
     ``progress``: a bar over the UNet calls (the source and target branches). Settings left ``None``:
     the paper's (:class:`~diffedit_lab.settings.EditSettings`), checked there. ``strength``: the
@@ -270,13 +296,13 @@ def noise_diff_mask(
     check_prompt("target", target, required=True)
     s = PAPER.replace(n=n, mask_noise=mask_noise if mask_noise is not None else given.get("mask_noise"),
                       guidance=guidance, clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes,
-                      rescale=rescale, steps=steps)
+                      rescale=rescale, close=close, steps=steps)
     t, z_t = mask_draws(c, image_or_latents, s.n, s.mask_noise, s.steps, make_generator(seed, generator))
     result, _, _ = mask_from_draws(
         c, z_t, t, s.n, source, target, source_negative_prompt=source_negative_prompt,
         target_negative_prompt=target_negative_prompt, guidance=s.guidance, clamp_ratio=s.clamp_ratio,
         threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes, rescale=s.rescale,
-        progress=progress,
+        close=s.close, progress=progress,
     )
     return result
 
@@ -304,6 +330,7 @@ def mask_from_draws(
     target_negative_prompt: str | list | torch.Tensor = "",
     fill_holes: bool = False,
     rescale: str = "mean",
+    close: int = 0,
     source_predictions: torch.Tensor | None = None,
     target_predictions: torch.Tensor | None = None,
     progress: bool = False,
@@ -311,8 +338,9 @@ def mask_from_draws(
     """The mask from given draws ``z_t`` (B·n, C, h, w); returns it and the raw predictions of
     the source and target branches, which a later call can pass back as ``source_predictions``
     / ``target_predictions`` (from the same draws, texts and ``guidance > 1``-ness). ``progress``:
-    a bar over the UNet calls still to make. ``rescale``: see :func:`normalize_and_threshold`."""
+    a bar over the UNet calls still to make. ``rescale``, ``close``: see :func:`normalize_and_threshold`."""
     check_rescale("rescale", rescale)
+    check_radius("close", close)
     from tqdm.auto import tqdm
 
     guided = guidance > 1
@@ -340,21 +368,22 @@ def mask_from_draws(
     shape = (batch, n, *z_t.shape[1:])
     result = _mask_result(z_t.reshape(shape), source_noise.reshape(shape), target_noise.reshape(shape),
                           clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=bool(fill_holes),
-                          rescale=rescale, strength=mask_noise, timestep=int(t), guidance=guidance,
+                          rescale=rescale, close=close, strength=mask_noise, timestep=int(t), guidance=guidance,
                           image_size=(z_t.shape[-1] * c.vae_scale_factor, z_t.shape[-2] * c.vae_scale_factor))
     return result, source_predictions, target_raw
 
 
 def _mask_result(noisy_latents: torch.Tensor, source_noise: torch.Tensor, target_noise: torch.Tensor, *,
-                 clamp_ratio: float, threshold: float, fill_holes: bool, rescale: str = "mean",
+                 clamp_ratio: float, threshold: float, fill_holes: bool, rescale: str = "mean", close: int = 0,
                  **rest: Any) -> MaskResult:
     """The maps ``D^(i)``, ``D``, ``D̃`` and ``M`` of (B, n, C, h, w) predictions."""
     delta = (target_noise - source_noise).abs()
     difference = noise_difference(source_noise, target_noise)  # D
-    normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold, fill_holes, rescale)
+    normalized, mask = normalize_and_threshold(difference, clamp_ratio, threshold, fill_holes, rescale, close)
     return MaskResult(noisy_latents=noisy_latents, source_noise=source_noise, target_noise=target_noise,
                       differences=delta.mean(2), difference=difference, normalized=normalized, mask=mask,
-                      clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes, rescale=rescale, **rest)
+                      clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes, rescale=rescale,
+                      close=close, **rest)
 
 
 def _same_text(a, b) -> bool:

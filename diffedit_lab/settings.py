@@ -9,6 +9,8 @@ One name per quantity (the paper's symbol in brackets):
                          or "range" (the paper: min–max after the clamp)
     threshold            binarise the rescaled map: M = [D̃ > τ]                     (τ)
     fill_holes           fill the holes of M (not in the paper nor diffusers)
+    close                close M over gaps of this many cells (dilate, fill, erode; 0: off;
+                         not in the paper nor diffusers)
     encoding_ratio       how far DDIM encodes the input: ⌊steps·r⌋ steps            (r)
     steps                DDIM steps of the whole schedule                           (T)
     guidance             classifier-free guidance of the decoding and the mask      (w)
@@ -33,7 +35,7 @@ import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .checks import (check_count, check_flag, check_guidance, check_positive, check_rescale, check_strength,
+from .checks import (check_count, check_flag, check_guidance, check_positive, check_radius, check_rescale, check_strength,
                      check_threshold)
 
 DEPRECATED_NAMES = {"strength": "encoding_ratio", "mask_strength": "mask_noise"}
@@ -72,6 +74,7 @@ class EditSettings:
     clamp_ratio: float = 3.0
     threshold: float = 0.5
     fill_holes: bool = False
+    close: int = 0
     rescale: str = "mean"
     encoding_ratio: float = 0.8
     steps: int = 50
@@ -88,6 +91,7 @@ class EditSettings:
         self._set("clamp_ratio", check_positive("clamp_ratio", self.clamp_ratio))
         self._set("threshold", check_threshold("threshold", self.threshold))
         self._set("fill_holes", check_flag("fill_holes", self.fill_holes))
+        self._set("close", check_radius("close", self.close))
         self._set("rescale", check_rescale("rescale", self.rescale))
         for name in ("mask_noise", "encoding_ratio"):  # ⌊steps·r⌋ ≥ 1: sampling.strength_steps' rule
             if int(self.steps * getattr(self, name)) < 1:
@@ -140,7 +144,7 @@ class EditSettings:
 
     def mask_key(self) -> tuple:
         """What the mask's difference map ``D`` depends on (besides the texts and the seed); κ, τ,
-        ``rescale`` and ``fill_holes`` only re-threshold it."""
+        ``rescale``, ``fill_holes`` and ``close`` only re-threshold it."""
         return (*self.draw_key(), self.guidance)
 
     def inversion_key(self) -> tuple:

@@ -37,7 +37,7 @@ from . import viz
 from .metrics import mask_iou
 
 SLOW = dict(continuous_update=False)
-THRESHOLD_KEYS = ("clamp_ratio", "threshold", "rescale", "fill_holes")
+THRESHOLD_KEYS = ("clamp_ratio", "threshold", "rescale", "fill_holes", "close")
 """The mask settings that only re-threshold ``D`` (``MaskResult.rethreshold``: no model call)."""
 STYLE = {"description_width": "initial"}
 
@@ -198,14 +198,22 @@ def _rescale_dropdown(value: str):
                       layout=W.Layout(width="250px"))
 
 
+def _close_slider(value: int):
+    slider = _int_slider("close (cells)", value, 0, 3,
+                         tooltip="close the mask over gaps of up to 2k cells before filling: a broken ring becomes a region")
+    slider.layout.flex = "0 1 320px"  # four values: no need to stretch across a row of its own
+    return slider
+
+
 def _threshold_controls(settings) -> dict:
-    """The controls of :data:`THRESHOLD_KEYS` (κ, τ, the rescale, hole filling), each starting at
-    ``settings``' value (a ``MaskResult`` or an ``EditSettings``: both carry the four)."""
+    """The controls of :data:`THRESHOLD_KEYS` (κ, τ, the rescale, hole filling, closing), each
+    starting at ``settings``' value (a ``MaskResult`` or an ``EditSettings``: both carry the five)."""
     return {
         "clamp_ratio": _float_slider("clamp ratio κ", settings.clamp_ratio, 0.5, 10.0, 0.25),
         "threshold": _float_slider("threshold τ", settings.threshold, 0.05, 0.95, 0.05),
         "rescale": _rescale_dropdown(settings.rescale),
         "fill_holes": _fill_checkbox(settings.fill_holes),
+        "close": _close_slider(settings.close),
     }
 
 
@@ -228,7 +236,7 @@ class MaskExplorer(_App):
     """Clamp ratio κ, threshold τ, the rescale of D and hole filling over a computed mask; the
     figure follows every move.
 
-    ``.controls``: ``clamp_ratio``, ``threshold``, ``rescale``, ``fill_holes``; ``.result``: the re-thresholded
+    ``.controls``: ``clamp_ratio``, ``threshold``, ``rescale``, ``fill_holes``, ``close``; ``.result``: the re-thresholded
     ``MaskResult`` now shown; ``.redraws``: how many figures were drawn (no model is called).
     ``detailed``: draw the full matplotlib figure (``viz.mask_steps``: D, D̃, M, overlay, with
     colour bars) instead of the fast strip (``viz.mask_strip``: milliseconds a move).
@@ -630,7 +638,7 @@ class Explorer(_App):
         return self.result
 
     STALE_KEYS = ("source", "target", "n", "mask_noise", "seed", "clamp_ratio", "threshold", "rescale", "fill_holes",
-                  "encoding_ratio", "steps", "guidance")
+                  "close", "encoding_ratio", "steps", "guidance")
 
     def _control_values(self) -> dict:
         return {k: self.controls[k].value for k in self.STALE_KEYS}

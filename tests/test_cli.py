@@ -155,6 +155,8 @@ BAD_OPTIONS = {
     "n zero": (["--n", "0"], "--n"),
     "clamp ratio zero": (["--clamp-ratio", "0"], "--clamp-ratio"),
     "rescale unknown": (["--rescale", "minmax"], "--rescale"),
+    "close negative": (["--close", "-1"], "--close"),
+    "close not whole": (["--close", "1.5"], "--close"),
     "guidance nan": (["--guidance", "nan"], "--guidance"),
     "inversion guidance negative": (["--inversion-guidance", "-1"], "--inversion-guidance"),
     "seed negative": (["--seed", "-1"], "--seed"),
@@ -377,7 +379,7 @@ def test_edit_help_lists_every_option(capsys):
     assert code == 0
     for option in ("--source", "--target", "--out", "--mask-out", "--model", "--seed", "--steps", "--strength",
                    "--mask-strength", "--n", "--threshold", "--clamp-ratio", "--guidance", "--inversion-prompt",
-                   "--inversion-guidance", "--device", "--force", "--quiet", "--rescale"):
+                   "--inversion-guidance", "--device", "--force", "--quiet", "--rescale", "--close"):
         assert option in out, option
 
 
@@ -710,3 +712,13 @@ def test_bad_rescale_names_both_values(capsys, workdir, tiny_model_dir):
     code, _, err = run(capsys, edit_args(workdir, tiny_model_dir, "--rescale", "max"))
     assert_one_line_error(code, err, "--rescale", "'max'", "mean", "range")
     assert files(workdir) == {"in.png"}
+
+
+def test_close_reaches_the_settings_and_defaults_to_the_models(capsys, workdir, recorder):
+    argv = ["edit", str(workdir / "in.png"), "--source", "a cat", "--target", "a dog", "--out", str(workdir / "o.png"),
+            "--close", "2", "--fill-holes", "--quiet"]
+    assert run(capsys, argv)[0] == 0
+    assert recorder.calls["edit"][-1]["settings"] == EditSettings(close=2, fill_holes=True)
+    argv[argv.index("--out") + 1] = str(workdir / "o2.png")
+    del argv[argv.index("--close"):argv.index("--close") + 2]
+    assert run(capsys, argv)[0] == 0 and recorder.calls["edit"][-1]["settings"].close == 0

@@ -273,3 +273,58 @@ def test_a_bad_rescale_is_one_clear_error_before_any_model_call(tiny_components,
             result.rethreshold(rescale=bad)
     with pytest.raises(ValueError, match=RESCALE_MESSAGE):
         mask_module.normalize_and_threshold(result.difference, 3.0, 0.5, rescale=bad)
+
+
+def _broken_ring() -> torch.Tensor:
+    """A 5×5 ring of cells (hole 3×3) with a one-cell gap in its top side."""
+    m = torch.zeros(1, 9, 9)
+    m[0, 2:7, 2:7] = 1
+    m[0, 3:6, 3:6] = 0
+    m[0, 2, 4] = 0
+    return m
+
+
+def test_closing_turns_a_broken_ring_into_a_region():
+    ring = _broken_ring()
+    region = torch.zeros(1, 9, 9)
+    region[0, 2:7, 2:7] = 1
+    assert torch.equal(mask_module.refine(ring, fill=True), ring)  # the gap lets the hole out: fill alone fails
+    assert torch.equal(mask_module.refine(ring, fill=True, close=1), region)
+    assert torch.equal(mask_module.refine(ring, fill=False, close=0), ring)
+    closed = mask_module.refine(ring, fill=False, close=1)  # closing alone joins the gap, the hole stays
+    assert closed[0, 2, 4] == 1 and closed[0, 4, 4] == 0
+    corner = torch.zeros(1, 9, 9)
+    corner[0, 0:3, 0:2] = 1  # a blob on the border: neither grown nor shrunk
+    assert torch.equal(mask_module.refine(corner, fill=True, close=2), corner)
+    wide = _broken_ring()
+    wide[0, 2, 3:6] = 0  # a 3-cell gap: more than 2·1 cells, open at radius 1, closed at radius 2
+    assert mask_module.refine(wide, fill=True, close=1)[0, 4, 4] == 0
+    assert mask_module.refine(wide, fill=True, close=2)[0, 4, 4] == 1
+
+
+def test_close_is_a_rethreshold_setting_kept_through_the_result(result, monkeypatch):
+    monkeypatch.setattr(mask_module, "unet_output", None)  # no model call
+    closed = result.rethreshold(fill_holes=True, close=1)
+    assert closed.close == 1 and closed.rethreshold(threshold=0.6).close == 1
+    assert torch.equal(closed.mask, mask_module.refine(result.mask, True, 1))
+    assert (closed.mask >= result.rethreshold(fill_holes=True).mask).all()
+    assert torch.equal(closed.rethreshold(close=0).mask, result.rethreshold(fill_holes=True).mask)
+    assert (closed.upsampled() >= result.rethreshold(fill_holes=True).upsampled()).all()
+    with pytest.raises(ValueError, match="`close` must be an integer ≥ 0"):
+        result.rethreshold(close=-1)
+    with pytest.raises(ValueError, match="`close`"):
+        result.rethreshold(close=1.5)
+
+
+def test_a_broken_ring_closed_on_the_latent_grid_stays_closed_upsampled():
+    normalized = 0.6 * _broken_ring()
+    fine = mask_module.upsample_and_threshold(normalized, 0.5, (36, 36), fill=True, close=1)
+    assert (fine[0, 12:24, 12:24] == 1).all()  # the ring's square, its hole included
+    assert not mask_module.upsample_and_threshold(normalized, 0.5, (36, 36), fill=True)[0, 16:20, 16:20].any()
+
+
+def test_noise_diff_mask_close(tiny_components, z0, result):
+    closed = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, clamp_ratio=1.5, seed=0, fill_holes=True,
+                             close=1, progress=False)
+    assert closed.close == 1 and torch.equal(closed.difference, result.difference)
+    assert torch.equal(closed.mask, mask_module.refine(result.mask, True, 1))

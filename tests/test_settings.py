@@ -151,3 +151,11 @@ def test_session_and_edit_take_the_rescale_without_a_new_model_call(tiny_compone
     res = edit(tiny_components, tiny_image, "a red circle", "a blue square", rescale="range", progress=False, **kw)
     assert res.edit_settings.rescale == "range" and res.mask.rescale == "range"
     assert torch.equal(res.mask.mask, ranged.mask)
+
+
+def test_close_is_a_radius_checked_where_it_enters():
+    assert EditSettings().close == 0 and EditSettings(close=2).close == 2
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="`close` must be an integer ≥ 0"):
+            EditSettings(close=bad)
+    assert EditSettings.for_model(type("C", (), {"defaults": {"close": 1}})()).close == 1

@@ -4,6 +4,7 @@ meaningless there; what is checked is that each figure is what it claims to be).
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from diffedit_lab import noise_diff_mask
@@ -142,7 +143,25 @@ def test_the_two_stages_take_the_models_world(tiny_model_dir, tmp_path, monkeypa
 
 def test_the_mask_grid_tries_both_rescales_and_range_without_clamping():
     assert set(tune.MASK_GRID["rescale"]) == {"mean", "range"} and max(tune.MASK_GRID["clamp_ratio"]) >= 100
-    assert tune.PAPER_MASK == dict(mask_noise=0.5, clamp_ratio=3.0, threshold=0.5, rescale="mean", fill_holes=False)
+    assert tune.PAPER_MASK == dict(mask_noise=0.5, clamp_ratio=3.0, threshold=0.5, rescale="mean", fill_holes=False,
+                                   close=0)
+    assert set(tune.MASK_GRID["close"]) == {0, 1}
+
+
+def test_mask_ious_score_each_closing_as_noise_diff_mask_makes_it(tiny_components):
+    edits = tune.validation_edits(2)
+    grid = dict(mask_noise=(0.6,), clamp_ratio=(100.0,), threshold=(0.4,), rescale=("range",),
+                fill_holes=(True,), close=(0, 1))
+    rows = tune.mask_ious(tiny_components, edits, guidance=3.0, n=2, grid=grid, progress=False)
+    assert sorted(r["close"] for r in rows) == [0, 1]
+    for k in (0, 1):
+        direct = [float(mask_iou(noise_diff_mask(tiny_components, Image.fromarray(e.scene.image), e.source, e.target,
+                                                 n=2, mask_noise=0.6, guidance=3.0, clamp_ratio=100.0, threshold=0.4,
+                                                 rescale="range", fill_holes=True, close=k, seed=i,
+                                                 progress=False).upsampled((64, 64))[0].numpy(), e.mask))
+                  for i, e in enumerate(edits)]
+        assert next(r for r in rows if r["close"] == k)["mask_iou"] == pytest.approx(np.mean(direct))
+    assert "close" in tune.format_masks(rows).splitlines()[0]
 
 
 def test_mask_ious_score_each_rescale_as_noise_diff_mask_makes_it(tiny_components):

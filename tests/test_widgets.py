@@ -97,7 +97,7 @@ def test_mask_explorer_rethresholds_without_model(mask_result, image32, monkeypa
     truth = np.zeros((32, 32), bool)
     truth[8:24, 4:20] = True
     app = widgets.mask_explorer(mask_result, image32, true_mask=truth)
-    assert set(app.controls) == {"clamp_ratio", "threshold", "rescale", "fill_holes"}
+    assert set(app.controls) == {"clamp_ratio", "threshold", "rescale", "fill_holes", "close"}
     assert app.redraws == 1 and kinds(app.output) == ["text/html"]
     assert "IoU" in app.status.value and "IoU" in app.output.outputs[0]["data"]["text/plain"]
 
@@ -113,7 +113,7 @@ def test_mask_explorer_rethresholds_without_model(mask_result, image32, monkeypa
             control.value = value
             assert getattr(app.result, name) == same(control.value)
             seen.add(outputs(app.output))
-    assert app.redraws == 1 + 6 + 2 + 2
+    assert app.redraws == 1 + 6 + 2 + 2 + 2  # κ, τ (3 each), rescale, fill (2), close (from 0: 1, 3)
     assert len(seen) > 2  # the figure changed
     assert app.last_error is None
     # the shown mask is the library's re-threshold of the same maps
@@ -180,7 +180,7 @@ def test_explorer_starts_on_a_toy_scene(app):
     assert kinds(app.mask_output) == ["text/html"]
     assert app.last_error is None and "IoU" in app.status.value
     expected = {"scene", "kind", "upload", "source", "target", "n", "mask_noise", "seed", "clamp_ratio",
-                "threshold", "rescale", "fill_holes", "encoding_ratio", "steps", "guidance"}
+                "threshold", "rescale", "fill_holes", "close", "encoding_ratio", "steps", "guidance"}
     assert set(app.controls) == expected
 
 

@@ -76,6 +76,7 @@ class QualityRun:
     mask_noise = property(lambda self: self._edit().mask_noise, doc="s")
     fill_holes = property(lambda self: self._edit().fill_holes, doc="fill the mask's holes")
     rescale = property(lambda self: self._edit().rescale, doc="how D is rescaled to [0, 1]: 'mean' or 'range'")
+    close = property(lambda self: self._edit().close, doc="the mask's closing radius in cells")
     guidance = property(lambda self: self._edit().guidance, doc="w")
 
     def record(self) -> dict:
@@ -161,7 +162,7 @@ def edit_masks(c: Components, z0: torch.Tensor, source: torch.Tensor, target: to
     out: dict[str, list[MaskResult]] = {ref: [] for ref in REFERENCES}
     kw = dict(source_negative_prompt=uncond, target_negative_prompt=uncond, guidance=s.guidance,
               clamp_ratio=s.clamp_ratio, threshold=s.threshold, mask_noise=s.mask_noise, fill_holes=s.fill_holes,
-              rescale=s.rescale)
+              rescale=s.rescale, close=s.close)
     for i in range(len(z0)):
         t, z_t = mask_draws(c, z0[i:i + 1], n, s.mask_noise, s.steps, make_generator(seeds[i]))
         caption, source_raw, target_raw = mask_from_draws(c, z_t, t, n, source[i:i + 1], target[i:i + 1], **kw)
@@ -176,14 +177,14 @@ def edit_masks(c: Components, z0: torch.Tensor, source: torch.Tensor, target: to
 
 
 def masks_from(masks: list[MaskResult], n: int, clamp_ratio: float, threshold: float, fill_holes: bool,
-               size: tuple[int, int], rescale: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+               size: tuple[int, int], rescale: str = "mean", close: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Binary masks (B, h, w) of the first ``n`` draws of each mask (``MaskResult.first_draws``,
-    re-thresholded with κ, τ, ``fill_holes`` and ``rescale``), and the same masks at image resolution ``size`` (H, W) as
+    re-thresholded with κ, τ, ``fill_holes``, ``rescale`` and ``close``), and the same masks at image resolution ``size`` (H, W) as
     ``MaskResult.upsampled`` makes them (the ones scored by IoU)."""
     latent, fine = [], []
     for m in masks:
         m = m.first_draws(n).rethreshold(clamp_ratio=clamp_ratio, threshold=threshold, fill_holes=fill_holes,
-                                         rescale=rescale)
+                                         rescale=rescale, close=close)
         latent.append(m.mask)
         fine.append(m.upsampled((size[1], size[0])))
     return torch.cat(latent), torch.cat(fine)
@@ -365,7 +366,8 @@ def _run_part(c, s: QualityRun, tick, items: list | None = None) -> dict:
     up_ones = torch.ones(len(ones), *size)
 
     def mask(n=s.n, threshold=s.threshold, reference="caption"):
-        latent, fine = masks_from(deltas[reference], n, s.clamp_ratio, threshold, s.fill_holes, size, s.rescale)
+        latent, fine = masks_from(deltas[reference], n, s.clamp_ratio, threshold, s.fill_holes, size, s.rescale,
+                                  s.close)
         return latent[:, None], fine
 
     timing["masks_s"] = time.perf_counter() - t0

@@ -13,7 +13,7 @@ rich world's every kind in turn, and each kind's mask IoU printed beside the mea
    ``"range"``, the paper's min–max; κ = 100 is "range" without clamping) and hole
    filling are chosen for the mean IoU between the inferred mask at 64×64
    (:meth:`~diffedit_lab.mask.MaskResult.upsampled`) and the true edited region. Only the mask
-   pass runs (``n`` draws per strength); each ``(κ, τ, rescale, fill)`` re-thresholds. A
+   pass runs (``n`` draws per strength); each ``(κ, τ, rescale, fill, close)`` re-thresholds. A
    background edit changes most of the image, so ``mean(D)`` is the background's own level and
    ``"mean"`` finds it only with ``κτ < 1`` (which takes nearly everything for an object edit);
    ``"range"`` can find both kinds with one setting. A shape change
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 VALIDATION_SEED = 500_000_000
 MASK_GRID = dict(mask_noise=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 100.0),
                  threshold=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), rescale=("mean", "range"),
-                 fill_holes=(False, True))
+                 fill_holes=(False, True), close=(0, 1))
 EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), encoding_ratio=(0.6, 0.8, 0.9, 1.0))
 PAPER_MASK = {k: getattr(EditSettings(), k) for k in MASK_GRID}  # the defaults: paper's s, κ, τ; diffusers' rescale; no fill
 
@@ -94,11 +94,11 @@ def model_validation_edits(c: Components, n: int, world: str | None = None) -> t
 def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
               progress: bool = True) -> list[dict]:
     """Mean IoU of the mask at 64×64 against the true region for every (mask strength, clamp
-    ratio, threshold, rescale, fill holes) of ``grid`` (default :data:`MASK_GRID`; a grid without
-    ``rescale`` tries ``"mean"`` only), best first. The mean leaves out the whole-image kinds
+    ratio, threshold, rescale, fill holes, closing) of ``grid`` (default :data:`MASK_GRID`; a grid
+    without ``rescale`` tries ``"mean"`` only, without ``close`` 0 only), best first. The mean leaves out the whole-image kinds
     (:data:`~diffedit_lab.toy.world.WHOLE_IMAGE_KINDS`, where no mask can help) unless every edit
     is of one; each kind's own mean is in ``mask_iou_<kind>``."""
-    grid = dict(dict(rescale=("mean",)), **(grid or MASK_GRID))
+    grid = dict(dict(rescale=("mean",), close=(0,)), **(grid or MASK_GRID))
     from ..mask import noise_diff_mask
     from ..metrics import mask_iou
 
@@ -107,18 +107,18 @@ def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid
         for s in grid["mask_noise"]:
             m = noise_diff_mask(c, Image.fromarray(e.scene.image), e.source, e.target, n=n, mask_noise=s,
                                 guidance=guidance, seed=i, progress=False)
-            for kappa, tau, how, fill in itertools.product(grid["clamp_ratio"], grid["threshold"], grid["rescale"],
-                                                           grid["fill_holes"]):
+            for kappa, tau, how, fill, k in itertools.product(grid["clamp_ratio"], grid["threshold"], grid["rescale"],
+                                                              grid["fill_holes"], grid["close"]):
                 mask = m.rethreshold(clamp_ratio=kappa, threshold=tau, rescale=how,
-                                     fill_holes=fill).upsampled()[0].cpu().numpy()
-                ious.setdefault((s, kappa, tau, how, fill), []).append((e.kind, float(mask_iou(mask, e.mask))))
+                                     fill_holes=fill, close=k).upsampled()[0].cpu().numpy()
+                ious.setdefault((s, kappa, tau, how, fill, k), []).append((e.kind, float(mask_iou(mask, e.mask))))
     rows = []
-    for (s, kappa, tau, how, fill), v in ious.items():
-        masked = [iou for k, iou in v if k not in WHOLE_IMAGE_KINDS] or [iou for _, iou in v]
-        row = dict(mask_noise=s, clamp_ratio=kappa, threshold=tau, rescale=how, fill_holes=fill,
+    for (s, kappa, tau, how, fill, k), v in ious.items():
+        masked = [iou for kind, iou in v if kind not in WHOLE_IMAGE_KINDS] or [iou for _, iou in v]
+        row = dict(mask_noise=s, clamp_ratio=kappa, threshold=tau, rescale=how, fill_holes=fill, close=k,
                    mask_iou=float(np.mean(masked)))
-        for kind in dict.fromkeys(k for k, _ in v):  # per kind, when the edits are of several
-            row[f"mask_iou_{kind}"] = float(np.mean([iou for k, iou in v if k == kind]))
+        for kind in dict.fromkeys(kind for kind, _ in v):  # per kind, when the edits are of several
+            row[f"mask_iou_{kind}"] = float(np.mean([iou for other, iou in v if other == kind]))
         rows.append(row)
     return sorted(rows, key=lambda r: -r["mask_iou"])
 
@@ -127,10 +127,10 @@ def format_masks(rows: list[dict]) -> str:
     """The mask grid's rows as a plain-text table: the settings, the mean IoU and, when the edits
     were of several kinds, each kind's."""
     kinds = [k[len("mask_iou_"):] for k in rows[0] if k.startswith("mask_iou_")] if rows else []
-    lines = [f"{'s':>5} {'κ':>5} {'τ':>5} {'D̃':>5} {'fill':>5} {'IoU':>6}" + "".join(f" {k[:10]:>10}" for k in kinds)]
+    lines = [f"{'s':>5} {'κ':>5} {'τ':>5} {'D̃':>5} {'fill':>5} {'close':>5} {'IoU':>6}" + "".join(f" {k[:10]:>10}" for k in kinds)]
     for r in rows:
         lines.append(f"{r['mask_noise']:5.2f} {r['clamp_ratio']:5.1f} {r['threshold']:5.2f} {r['rescale']:>5} "
-                     f"{str(r['fill_holes']):>5} "
+                     f"{str(r['fill_holes']):>5} {r.get('close', 0):5d} "
                      f"{r['mask_iou']:6.3f}" + "".join(f" {r['mask_iou_' + k]:10.3f}" for k in kinds))
     return "\n".join(lines)
 
@@ -334,8 +334,8 @@ def main(argv: list[str] | None = None) -> None:
         from ..models import DEFAULT_MODEL_DIR
 
         path = Path(a.model or DEFAULT_MODEL_DIR) / "diffedit_lab.json"
-        # every setting the best row has (a grid without ``rescale`` still records the paper mask's)
-        settings = record_settings(path.parent, {k: rows[0][k] for k in (*MASK_GRID, "rescale", *EDIT_GRID)
+        # every setting the best row has (a grid without ``rescale``/``close`` still records the paper mask's)
+        settings = record_settings(path.parent, {k: rows[0][k] for k in (*MASK_GRID, "rescale", "close", *EDIT_GRID)
                                                  if k in rows[0]})
         print(f"wrote {path}: {settings}")
 
