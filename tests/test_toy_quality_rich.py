@@ -160,12 +160,15 @@ def test_true_mask_edits_decode_with_each_edits_true_region(tiny_components, mon
     real = denoise.masked_denoise
 
     def spy(c, inversion, mask, prompt, **kw):
-        seen.append((np.asarray(mask) > 0, prompt))
+        seen.append((np.asarray(mask) > 0, prompt, tuple(inversion.latents.shape[-2:])))
         return real(c, inversion, mask, prompt, **kw)
 
     monkeypatch.setattr(denoise, "masked_denoise", spy)
     rows = q.run_true_mask_edits(tiny_components, edits, steps=2, progress=False)
     assert [r["kind"] for r in rows] == [e.kind for e in edits]
-    for (mask, prompt), e in zip(seen, edits):
-        assert (mask == e.mask).all() and prompt == e.target
+    for (mask, prompt, (h, w)), e in zip(seen, edits):
+        assert mask.shape == (h, w) and prompt == e.target
+        cell = e.mask.shape[0] // h
+        blocks = e.mask.reshape(h, cell, w, cell)
+        assert (mask == blocks.any(axis=(1, 3))).all()  # every latent cell the true region touches
     assert all(0.0 <= r["edit_success"] <= 1.0 for r in rows)

@@ -49,8 +49,8 @@ far from the training seeds (< 10 000 000) — and is scored by the pixel checke
     Beside each rate, its **ceiling**: the checker on the true scene or the true target image
     passed through the model's VAE (encode → decode) — what a perfect UNet could score; a
     ceiling below a bar says the VAE (or the checker) is what misses it, not the UNet.
-    ``--true-mask``: each edit decoded again with its *true* region as the mask (DiffEdit's
-    steps 2–3 alone, at the same settings) — success there but not with the inferred mask is
+    ``--true-mask``: each edit decoded again with its *true* region as the mask (every latent
+    cell it touches; DiffEdit's steps 2–3 alone, at the same settings) — success there but not with the inferred mask is
     the mask's failure; a failure there too is the decoding's.
 (c) **No regression on the classic scenes**: the first ``--classic-edits`` held-out edits of
     the classic mode's (b) (two objects, plain background, shape or colour in turn), scored as
@@ -339,8 +339,10 @@ def run_edits(c: Components, edits: list[Edit], *, steps: int, seed: int, progre
 
 def run_true_mask_edits(c: Components, edits: list[Edit], *, steps: int, progress: bool = True) -> list[dict]:
     """Steps 2 and 3 of DiffEdit at the model's settings, with each edit's *true* region as the
-    mask instead of step 1's: an edit that succeeds here but not in :func:`run_edits` was lost by
-    the mask; one that fails here too, by the decoding (the UNet repainting the region)."""
+    mask instead of step 1's — every latent cell the region touches (a cell half outside the
+    region would otherwise leave the old object's edge in the picture): an edit that succeeds
+    here but not in :func:`run_edits` was lost by the mask; one that fails here too, by the
+    decoding (the UNet repainting the region)."""
     from tqdm.auto import tqdm
 
     from ..denoise import masked_denoise
@@ -353,8 +355,9 @@ def run_true_mask_edits(c: Components, edits: list[Edit], *, steps: int, progres
     for e in tqdm(edits, desc="DiffEdit, true masks", disable=not progress):
         inversion = ddim_invert(c, encode(c, e.scene.image), "", encoding_ratio=s.encoding_ratio, steps=s.steps,
                                 guidance=s.inversion_guidance, progress=False)
-        truth = e.mask.astype(np.uint8) * 255
-        out = masked_denoise(c, inversion, truth, e.target, guidance=s.guidance, progress=False)
+        cell = e.mask.shape[0] // inversion.latents.shape[-2]  # pixels per latent cell
+        cells = torch.nn.functional.max_pool2d(torch.from_numpy(e.mask).float()[None, None], cell)[0, 0]
+        out = masked_denoise(c, inversion, cells, e.target, guidance=s.guidance, progress=False)
         output = np.asarray(decode(c, out.latents)[0].convert("RGB"))
         rows.append(dict(score_edit(e, output, e.mask), kind=e.kind))
     return rows
