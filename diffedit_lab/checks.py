@@ -20,18 +20,21 @@ def check_strength(name: str, value) -> float:
     return float(value)
 
 
+def _check_integer(name: str, value, low: int, note: str = "") -> int:
+    """An integer (not a bool) ``≥ low``; ``note`` follows the range in the error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"`{name}` must be an integer ≥ {low}{note}, got {value!r}.")
+    return int(value)
+
+
 def check_count(name: str, value) -> int:
     """A number of steps or draws: an integer ``≥ 1``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be an integer ≥ 1, got {value!r}.")
-    return int(value)
+    return _check_integer(name, value, 1)
 
 
 def check_radius(name: str, value) -> int:
     """A radius in cells: an integer ``≥ 0`` (0: off)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"`{name}` must be an integer ≥ 0 (0: off), got {value!r}.")
-    return int(value)
+    return _check_integer(name, value, 0, " (0: off)")
 
 
 def check_positive(name: str, value) -> float:
