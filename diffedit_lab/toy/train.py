@@ -265,11 +265,9 @@ def object_coverage(n: int, seed: int, world: str = "classic", classic_fraction:
     cover = np.zeros((n, 1, size // factor, size // factor), np.float32)
     for i in tqdm(range(n), desc="object masks", mininterval=30):
         scene = training_scene(i, seed, world, classic_fraction, size)
-        union = np.zeros(scene.masks[0].shape, bool)
-        for m in scene.masks:
-            union |= m
-        h = union.shape[0] // (size // factor)
-        cover[i, 0] = union.reshape(size // factor, h, size // factor, h).mean(axis=(1, 3))
+        objects = ~scene.background_mask  # the union of the objects' masks
+        h = objects.shape[0] // (size // factor)
+        cover[i, 0] = objects.reshape(size // factor, h, size // factor, h).mean(axis=(1, 3))
     return torch.from_numpy(cover)
 
 
