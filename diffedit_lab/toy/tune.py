@@ -334,9 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         from ..models import DEFAULT_MODEL_DIR
 
         path = Path(a.model or DEFAULT_MODEL_DIR) / "diffedit_lab.json"
-        # every setting the best row has (a grid without ``rescale``/``close`` still records the paper mask's)
-        settings = record_settings(path.parent, {k: rows[0][k] for k in (*MASK_GRID, "rescale", "close", *EDIT_GRID)
-                                                 if k in rows[0]})
+        settings = record_settings(path.parent, {k: rows[0][k] for k in (*MASK_GRID, *EDIT_GRID)})  # the best row's
         print(f"wrote {path}: {settings}")
 
 
