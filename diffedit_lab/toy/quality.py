@@ -343,18 +343,18 @@ def run_true_mask_edits(c: Components, edits: list[Edit], *, steps: int, progres
     region would otherwise leave the old object's edge in the picture): an edit that succeeds
     here but not in :func:`run_edits` was lost by the mask; one that fails here too, by the
     decoding (the UNet repainting the region)."""
+    from PIL import Image
     from tqdm.auto import tqdm
 
     from ..denoise import masked_denoise
-    from ..inversion import ddim_invert
+    from ..edit import EditSession
+    from ..latents import decode
     from ..settings import EditSettings
-    from ..latents import decode, encode
 
     s = EditSettings.for_model(c).replace(steps=steps)
     rows = []
     for e in tqdm(edits, desc="DiffEdit, true masks", disable=not progress):
-        inversion = ddim_invert(c, encode(c, e.scene.image), "", encoding_ratio=s.encoding_ratio, steps=s.steps,
-                                guidance=s.inversion_guidance, progress=False)
+        inversion = EditSession(c, Image.fromarray(e.scene.image)).inversion("", s, progress=False)  # edit()'s
         cell = e.mask.shape[0] // inversion.latents.shape[-2]  # pixels per latent cell
         cells = torch.nn.functional.max_pool2d(torch.from_numpy(e.mask).float()[None, None], cell)[0, 0]
         out = masked_denoise(c, inversion, cells, e.target, guidance=s.guidance, progress=False)
