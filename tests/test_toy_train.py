@@ -128,5 +128,7 @@ def test_the_object_weight_raises_the_loss_on_the_objects_cells(tmp_path):
     assert losses[10.0] > losses[0.0] * 1.2  # the same first step, the objects' cells weighed 11×
     train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "quick"), "--object-weight", "4"])
     assert torch.load(tmp_path / "quick" / "objects_64.pt").shape == (64, 1, 16, 16)
-    with pytest.raises(SystemExit):
-        train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), "--object-weight", "-1"])
+    for bad in ("-1", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), "--object-weight", bad])
+    assert not (tmp_path / "bad").exists()  # refused before anything is written

@@ -508,8 +508,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.unet_width != UNET_WIDTH and (a.warm_start or a.widen_from or a.init_from):
         p.error("--unet-width other than the shipped 64 starts a UNet from scratch: drop --warm-start, "
                 "--widen-from and --init-from")
-    if a.object_weight < 0:
-        p.error(f"--object-weight must be 0 or more, got {a.object_weight}")
+    if not 0 <= a.object_weight < math.inf:
+        p.error(f"--object-weight must be a finite number ≥ 0, got {a.object_weight}")
     if a.latent_channels < 1:
         p.error(f"--latent-channels must be at least 1, got {a.latent_channels}")
     if a.widen_from and a.warm_start:
