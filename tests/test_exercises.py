@@ -239,13 +239,13 @@ def test_noise_levels_match_the_scheduler(tiny_components):
 
 def edit_steps(c, image, source, target, *, steps, seed, decode_with="target"):
     """A student's whole edit from the library's three steps."""
-    d = c.defaults
+    s = dl.EditSettings.for_model(c)  # the model's recorded settings, as edit() uses them
     z0 = dl.encode(c, image)
-    mask = dl.noise_diff_mask(c, z0, source, target, n=d["n"], strength=d["mask_strength"], clamp_ratio=d["clamp_ratio"],
-                              threshold=d["threshold"], fill_holes=d["fill_holes"], guidance=d["guidance"], steps=steps,
-                              seed=seed, progress=False)
-    inv = dl.ddim_invert(c, z0, "", strength=d["strength"], steps=steps, progress=False)
-    out = dl.masked_denoise(c, inv, mask, target if decode_with == "target" else source, guidance=d["guidance"],
+    mask = dl.noise_diff_mask(c, z0, source, target, n=s.n, mask_noise=s.mask_noise, clamp_ratio=s.clamp_ratio,
+                              threshold=s.threshold, fill_holes=s.fill_holes, rescale=s.rescale, close=s.close,
+                              guidance=s.guidance, steps=steps, seed=seed, progress=False)
+    inv = dl.ddim_invert(c, z0, "", encoding_ratio=s.encoding_ratio, steps=steps, progress=False)
+    out = dl.masked_denoise(c, inv, mask, target if decode_with == "target" else source, guidance=s.guidance,
                             progress=False)
     return mask, out.latents
 

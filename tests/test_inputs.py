@@ -17,6 +17,7 @@ from PIL import Image
 
 from diffedit_lab import edit, encode, known_words, load_components, load_image, noise_diff_mask
 from diffedit_lab.inputs import MAX_INPUT_PIXELS, MAX_SIDE, MIN_SIDE, plan_size, text_problems
+from diffedit_lab.toy.world import VOCABULARY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -210,17 +211,18 @@ def test_nan_mask_is_refused_by_masked_denoise(tiny_components):
 # ---------------------------------------------------------------- texts
 def test_known_words_of_the_builtin_model(toy, tiny_components):
     words = known_words(toy)
-    assert {"red", "circle", "square", "and", "a"} <= set(words) and "purple" not in words
+    assert {"red", "circle", "square", "and", "a", "grass", "small"} <= set(words) and "pink" not in words
+    assert set(words) == set(VOCABULARY)  # the rich world's words, each one token
     assert known_words(tiny_components) is None  # a real vocabulary is not listed
 
 
 def test_words_the_builtin_model_never_saw_are_named_with_the_ones_it_knows(toy):
-    problems, empty = text_problems(toy, "a purple hexagon")
+    problems, empty = text_problems(toy, "a pink hexagon")
     assert not empty and len(problems) == 1
-    assert "never saw 'purple', 'hexagon'" in problems[0] and "it knows: a, and, blue, circle" in problems[0]
+    assert "never saw 'pink', 'hexagon'" in problems[0] and "it knows: a, and, at, big, blue, bricks" in problems[0]
     assert text_problems(toy, "a red circle, and a blue square.") == ([], False)  # punctuation is fine
-    with pytest.warns(UserWarning, match="never saw 'purple'") as caught:
-        edit(toy, Image.new("RGB", (64, 64)), "a red circle", "a purple circle", steps=2, n=1, seed=0, progress=False)
+    with pytest.warns(UserWarning, match="never saw 'pink'") as caught:
+        edit(toy, Image.new("RGB", (64, 64)), "a red circle", "a pink circle", steps=2, n=1, seed=0, progress=False)
     assert all(w.filename == __file__ for w in caught)
 
 
@@ -245,8 +247,8 @@ def test_explorer_status_line_shows_text_warnings(toy):
     from diffedit_lab import widgets
 
     app = widgets.explorer(toy, scene=0, settings={"steps": 4, "n": 2})
-    app.controls["target"].value = "a purple circle and a blue square"
-    assert "never saw" in app.status.value and "purple" in app.status.value
+    app.controls["target"].value = "a pink circle and a blue square"
+    assert "never saw" in app.status.value and "pink" in app.status.value
 
 
 # ---------------------------------------------------------------- the mask

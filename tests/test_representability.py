@@ -32,7 +32,7 @@ def sky(side: int = 64):
 def test_in_world_scenes_pass_and_out_of_world_images_fail(builtin):
     """The threshold separates what the built-in model's VAE was trained on from what it was not."""
     assert metrics.is_builtin(builtin)
-    inside = [metrics.representability(builtin, world.make_scene(s).image) for s in range(200, 220)]
+    inside = [metrics.representability(builtin, world.make_scene(s, w).image) for w in ("rich", "classic") for s in range(200, 220)]
     assert all(rt.builtin and rt.threshold == metrics.ROUNDTRIP_PSNR_MIN_BUILTIN for rt in inside)
     assert min(rt.psnr for rt in inside) > metrics.ROUNDTRIP_PSNR_MIN_BUILTIN + 2  # a margin, not a coin toss
     assert all(rt.ok and rt.warning() is None for rt in inside)

@@ -25,7 +25,8 @@ def test_rich_mix_keeps_classic_scenes():
 def test_warm_start_keeps_the_shipped_text_encoder_on_known_words(tmp_path):
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    tok = build_clip_tokenizer(VOCABULARY, tmp_path / "tok", model_max_length=train.RICH_MAX_LENGTH)
+    words = list(reversed(VOCABULARY)) + ["pink", "hexagon"]  # other ids than the shipped tokenizer's, two new words
+    tok = build_clip_tokenizer(words, tmp_path / "tok", model_max_length=train.RICH_MAX_LENGTH)
     init = train.warm_start(train.PACKAGE_MODEL, tok, train.RICH_MAX_LENGTH)
     new = train.text_model(len(tok), train.RICH_MAX_LENGTH)
     new.load_state_dict(init["te"])
@@ -38,7 +39,7 @@ def test_warm_start_keeps_the_shipped_text_encoder_on_known_words(tmp_path):
     with torch.no_grad():
         a, b = old(ids_old)[0], new(ids_new)[0]
     assert torch.allclose(a, b, atol=1e-5)  # same meaning for today's captions
-    assert len(tok(" ".join(VOCABULARY)).input_ids) == len(VOCABULARY) + 2  # every word one token
+    assert len(tok(" ".join(words)).input_ids) == len(words) + 2  # every word one token
 
 
 def test_quick_rich_run_checkpoints_and_resumes(tmp_path):
