@@ -184,6 +184,14 @@ def _float_slider(description, value, lo, hi, step, **kw):
                          style=STYLE, readout_format=".2f", layout=W.Layout(**SLIDER_LAYOUT), **kw)
 
 
+def _clamp_slider(value: float):
+    """κ on a log scale from 0.5 to 100 (or the value, if larger): diffusers' κ = 3 and a model's
+    κ = 100 (with the paper's min–max rescale: no clamp at all) both start where they are."""
+    hi = max(100.0, float(value))
+    return W.FloatLogSlider(value=float(np.clip(value, 0.5, hi)), base=10, min=np.log10(0.5), max=np.log10(hi), step=0.01,
+                            description="clamp ratio κ", style=STYLE, readout_format=".3g", layout=W.Layout(**SLIDER_LAYOUT))
+
+
 def _fill_checkbox(value: bool):
     return W.Checkbox(value=bool(value), description="fill holes", indent=False, layout=W.Layout(width="110px"))
 
@@ -209,7 +217,7 @@ def _threshold_controls(settings) -> dict:
     """The controls of :data:`THRESHOLD_KEYS` (κ, τ, the rescale, hole filling, closing), each
     starting at ``settings``' value (a ``MaskResult`` or an ``EditSettings``: both carry the five)."""
     return {
-        "clamp_ratio": _float_slider("clamp ratio κ", settings.clamp_ratio, 0.5, 10.0, 0.25),
+        "clamp_ratio": _clamp_slider(settings.clamp_ratio),
         "threshold": _float_slider("threshold τ", settings.threshold, 0.05, 0.95, 0.05),
         "rescale": _rescale_dropdown(settings.rescale),
         "fill_holes": _fill_checkbox(settings.fill_holes),

@@ -47,6 +47,8 @@ def sweep(control):
     if isinstance(control, widgets.W.Dropdown):
         return [v for _, v in control.options if v != control.value] + [control.value]
     lo, hi = control.min, control.max
+    if isinstance(control, widgets.W.FloatLogSlider):  # min and max are exponents
+        return [control.base ** e for e in (lo, lo + (hi - lo) / 2, hi)]
     mid = lo + (hi - lo) / 2
     if isinstance(control.value, int):
         mid = int(mid)

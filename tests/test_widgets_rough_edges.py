@@ -50,7 +50,7 @@ def test_moving_tau_after_a_run_marks_the_edit_stale(app):
 def test_upload_button_and_slider_layout(app):
     upload = app.controls["upload"]
     assert upload.description == "Upload image" and "image" in upload.tooltip
-    sliders = [w for w in app.controls.values() if isinstance(w, (widgets.W.FloatSlider, widgets.W.IntSlider))]
+    sliders = [w for w in app.controls.values() if isinstance(w, (widgets.W.FloatSlider, widgets.W.FloatLogSlider, widgets.W.IntSlider))]
     assert len(sliders) >= 7 and all(s.layout.min_width == widgets.SLIDER_LAYOUT["min_width"] for s in sliders)
     rows = [b for b in app.widget.children if isinstance(b, widgets.W.HBox) and any(s in b.children for s in sliders)]
     assert rows and all(r.layout.flex_flow == "row wrap" for r in rows)
