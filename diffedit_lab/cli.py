@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(2) deterministic DDIM encoding of the image up to --strength, "
         "(3) DDIM decoding with the target text, keeping the encoded latents outside the mask. "
         "Options left unset take the library's (and the model's) defaults.",
-        epilog="example (the built-in model knows the toy shapes world: a/and, red, green, blue, yellow, "
-        "circle, square, triangle): diffedit-lab edit scene.png --source 'a red circle and a blue square' "
+        epilog="example (the built-in model knows the toy shapes world's words: a, and, small, big, red, green, "
+        "blue, yellow, orange, purple, circle, square, triangle, star, cross, diamond, on, grass, sand, water, "
+        "bricks, at, night): diffedit-lab edit scene.png --source 'a red circle and a blue square' "
         "--target 'a red circle and a yellow square' --out edited.png --mask-out mask.png --seed 0   "
         "(a Stable Diffusion checkpoint: --model stable-diffusion-v1-5/stable-diffusion-v1-5 "
         "--source 'a bowl of fruits' --target 'a bowl of pears')",

@@ -717,14 +717,15 @@ class Explorer(_App):
     def _show_representation(self) -> None:
         """The input, its VAE round trip ``D(E(x))`` and their difference, with the round-trip PSNR;
         a warning below the threshold (``metrics.representability``); for the built-in model, how
-        far the image is from the shapes world (``toy.representable.world_fit``)."""
+        far the image is from the shapes world when the round trip fails (``toy.representable.world_fit``:
+        its figures explain a failure; on an image the model represents they would only distract)."""
         import html
 
         from .metrics import representability
 
         self.roundtrip = rt = representability(self.components(), self.image, latents=self.session().z0)
         self.world_fit = None
-        if rt.builtin:
+        if rt.builtin and not rt.ok:
             from .toy.representable import world_fit
 
             self.world_fit = world_fit(rt.image)

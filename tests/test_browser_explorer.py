@@ -2,9 +2,10 @@
 
 A student types their own target texts and uploads their own picture:
 
-* a target the scene cannot score ("a purple star …") → the app says "no true mask for this
-  text" and shows no IoU; a target that scores *another* object ("a blue square and a yellow
-  square" on "a green square and a yellow square") → the true mask is that object's, with its IoU;
+* a target the scene cannot score ("a purple star and a yellow square": three changes) → the app
+  says "no true mask for this text", and why, and shows no IoU; a target that scores *another*
+  object ("… a small blue star at night" on "a big purple circle and a small red star at night") →
+  the true mask is that object's, with its IoU;
 * an out-of-world upload (sky gradient, sun, grass) → the warning beside the upload with its
   round-trip PSNR — the very figure ``metrics.representability`` measures here — and the same
   warning after the edit;
@@ -85,14 +86,15 @@ def test_explorer_off_script(lab, page, sky_png, sky_psnr):
         type_text(page, "target Q", "a purple star and a yellow square")
         wait_status(page, "no true mask for this text")
         status = page.locator(STATUS, has_text="no true mask").first.inner_text()
-        assert "purple" in status and "IoU" not in status
+        assert "changes" in status and "IoU" not in status  # why: the target changes more than one object
         assert "vs true mask" not in app_text()  # the mask strip has no comparison panel
 
-        # 2. a target that changes the *other* object: scored against that object
-        type_text(page, "target Q", "a blue square and a yellow square")
+        # 2. a target that changes the *other* object (scene 0: "a big purple circle and a small red star
+        # at night", whose edit recolours the circle): scored against the star
+        type_text(page, "target Q", "a big purple circle and a small blue star at night")
         wait_status(page, "IoU with the true mask")
         iou = float(re.search(r"IoU with the true mask (\d\.\d\d)", app_text()).group(1))
-        assert iou > 0.3, app_text()  # the mask moved onto the green square, and so did the truth
+        assert iou > 0.3, app_text()  # the mask moved onto the star, and so did the truth
         page.locator(".jupyter-widgets button:has-text('Run edit')").first.click()
         wait_status(page, "edit 1 done", RUN_ALL_S)
         text = app_text()

@@ -385,6 +385,20 @@ def test_explorer_shows_the_round_trip_and_split_differences(app):
     assert f"mean {float(d_vae[keep].mean()):.3f} outside" in text
 
 
+def test_builtin_explorer_explains_only_an_image_it_cannot_represent():
+    """The built-in model: a failing round trip comes with how far the image is from its world;
+    an in-world scene's passing one with nothing more (those figures would only distract)."""
+    from diffedit_lab import load_components
+    from diffedit_lab.toy.representable import sky_picture
+
+    toy = load_components(device="cpu")
+    app = widgets.explorer(toy, image=sky_picture(), target="a red circle", settings=SMALL)
+    assert not app.roundtrip.ok and app.world_fit is not None
+    assert "shapes world:" in html_of(app.input_output) and "diffedit-warning" in html_of(app.input_output)
+    app = widgets.explorer(toy, scene=0, settings=SMALL)
+    assert app.roundtrip.ok and app.world_fit is None and "shapes world:" not in html_of(app.input_output)
+
+
 def test_explorer_warns_on_an_upload_the_model_cannot_represent(tiny_components):
     """The tiny *random* model represents nothing (a real-checkpoint stand-in): the figure and a
     warning with no toy-specific advice."""
