@@ -356,3 +356,14 @@ def test_committed_results_are_packaged_and_the_same():
         "the packaged results differ from docs/results/quality/results.json: copy it over")
     results, where = q.committed_results()
     assert results == json.loads(packaged.read_text()) and "docs/results/quality" in where
+
+
+def test_diffusers_gets_our_clamp_only_where_it_rescales_as_we_do():
+    """diffusers' generate_mask has only the mean rescale (D/(κ·mean D), cut at 0.5): it gets our κ
+    there; with the min–max rescale our κ (100: no clamp) would empty its mask, so it keeps its own 3."""
+    from types import SimpleNamespace
+
+    from diffedit_lab.bench.quality_run import diffusers_clamp_ratio
+
+    assert diffusers_clamp_ratio(SimpleNamespace(rescale="mean", clamp_ratio=5.0)) == 5.0
+    assert diffusers_clamp_ratio(SimpleNamespace(rescale="range", clamp_ratio=100.0)) == 3.0

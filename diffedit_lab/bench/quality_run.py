@@ -176,6 +176,16 @@ def edit_masks(c: Components, z0: torch.Tensor, source: torch.Tensor, target: to
     return out
 
 
+def diffusers_clamp_ratio(s) -> float:
+    """κ for diffusers' ``generate_mask``: ours where we rescale as it does (``"mean"``: D/(κ·mean D),
+    cut at 0.5); with the paper's min–max rescale, which diffusers lacks, its own default κ = 3 —
+    our κ then means something else (κ = 100: no clamp; in diffusers it would divide D by 100·mean D
+    and leave the mask empty)."""
+    from ..settings import EditSettings
+
+    return s.clamp_ratio if s.rescale == "mean" else EditSettings().clamp_ratio
+
+
 def masks_from(masks: list[MaskResult], n: int, clamp_ratio: float, threshold: float, fill_holes: bool,
                size: tuple[int, int], rescale: str = "mean", close: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Binary masks (B, h, w) of the first ``n`` draws of each mask (``MaskResult.first_draws``,
@@ -299,7 +309,9 @@ def run(c: Components, s: QualityRun, *, model_dir: str | Path | None=None, prog
                     threads=torch.get_num_threads(), unet_rows=sum(p["unet_rows"] for p in parts),
                     model_dir=str(model_dir) if model_dir else None, dataset=dataset,
                     learned_metrics=pie.learned_metrics(s.clip_model, s.lpips_weights), model_training=_training_info(model_dir),
-                    diffusers=dict(generate_mask="one image per call, guidance as decoding, n, κ, mask strength as ours",
+                    diffusers=dict(generate_mask=f"one image per call, guidance as decoding, n and mask strength as ours, "
+                                                 f"κ = {diffusers_clamp_ratio(s):g}" + ("" if s.rescale == "mean" else
+                                                 " (its default: our κ goes with the min–max rescale, which it lacks)"),
                                    invert=f"prompt = source caption, guidance {s.guided_inversion} (its default)",
                                    call="prompt = target caption, no negative prompt, guidance as ours"))
     return dict(report=report(rows, settings, ceilings, checks, timing), rows=rows)
@@ -455,7 +467,7 @@ def _run_part(c, s: QualityRun, tick, items: list | None = None) -> dict:
         m, lat = diffusers_prepare(
             pipe, images[sl], sources[sl], targets[sl], seeds=seeds[sl], strength=r_max, steps=s.steps,
             guidance=guidance, inversion_guidance=s.guided_inversion, n=s.n, mask_strength=s.mask_noise,
-            clamp_ratio=s.clamp_ratio, callback=ticker,
+            clamp_ratio=diffusers_clamp_ratio(s), callback=ticker,
         )
         d_masks.append(m)
         d_latents.append(lat)
