@@ -180,16 +180,21 @@ def _row(children) -> W.HBox:
 
 
 def _float_slider(description, value, lo, hi, step, **kw):
-    return W.FloatSlider(value=float(np.clip(value, lo, hi)), min=lo, max=hi, step=step, description=description,
+    """A slider over [lo, hi], widened to hold ``value``: a setting outside the usual range starts
+    where it is, never silently moved to an end (every slider of the apps is built here or below)."""
+    value = float(value)
+    return W.FloatSlider(value=value, min=min(lo, value), max=max(hi, value), step=step, description=description,
                          style=STYLE, readout_format=".2f", layout=W.Layout(**SLIDER_LAYOUT), **kw)
 
 
 def _clamp_slider(value: float):
-    """κ on a log scale from 0.5 to 100 (or the value, if larger): diffusers' κ = 3 and a model's
-    κ = 100 (with the paper's min–max rescale: no clamp at all) both start where they are."""
-    hi = max(100.0, float(value))
-    return W.FloatLogSlider(value=float(np.clip(value, 0.5, hi)), base=10, min=np.log10(0.5), max=np.log10(hi), step=0.01,
-                            description="clamp ratio κ", style=STYLE, readout_format=".3g", layout=W.Layout(**SLIDER_LAYOUT))
+    """κ on a log scale from 0.5 to 100 (widened to hold the value, as :func:`_float_slider`):
+    diffusers' κ = 3 and a model's κ = 100 (with the paper's min–max rescale: no clamp at all) both
+    start where they are."""
+    value = float(value)
+    return W.FloatLogSlider(value=value, base=10, min=np.log10(min(0.5, value)), max=np.log10(max(100.0, value)),
+                            step=0.01, description="clamp ratio κ", style=STYLE, readout_format=".3g",
+                            layout=W.Layout(**SLIDER_LAYOUT))
 
 
 def _fill_checkbox(value: bool):
@@ -233,7 +238,9 @@ def _iou(result, true_mask, index: int = 0) -> float:
 
 
 def _int_slider(description, value, lo, hi, **kw):
-    return W.IntSlider(value=int(np.clip(value, lo, hi)), min=lo, max=hi, description=description, style=STYLE,
+    """The integer :func:`_float_slider`: [lo, hi] widened to hold ``value``."""
+    value = int(value)
+    return W.IntSlider(value=value, min=min(lo, value), max=max(hi, value), description=description, style=STYLE,
                        layout=W.Layout(**SLIDER_LAYOUT), **kw)
 
 

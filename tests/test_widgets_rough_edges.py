@@ -67,3 +67,14 @@ def test_explorer_without_a_model_starts_at_the_built_in_models_settings():
     shown = lazy.edit_settings()
     assert shown == wanted, (shown, wanted)
     assert wanted != dl.EditSettings.for_model(None, steps=10)  # the model records its own values
+
+
+def test_explorer_keeps_settings_outside_its_sliders_usual_ranges(tiny_components):
+    """A setting beyond a slider's usual range (valid, just unusual) starts where it is: the
+    sliders widen to hold it instead of silently moving it to an end (κ = 100 once became 10)."""
+    import diffedit_lab as dl
+
+    unusual = dict(n=30, mask_noise=0.95, clamp_ratio=0.3, threshold=0.98, close=5, encoding_ratio=0.05,
+                   steps=120, guidance=20.0)
+    app = widgets.explorer(tiny_components, scene=0, settings=unusual, auto_mask=False)
+    assert app.edit_settings() == dl.EditSettings.for_model(tiny_components, **unusual)
