@@ -181,8 +181,6 @@ def diffusers_clamp_ratio(s) -> float:
     cut at 0.5); with the paper's min–max rescale, which diffusers lacks, its own default κ = 3 —
     our κ then means something else (κ = 100: no clamp; in diffusers it would divide D by 100·mean D
     and leave the mask empty)."""
-    from ..settings import EditSettings
-
     return s.clamp_ratio if s.rescale == "mean" else EditSettings().clamp_ratio
 
 
