@@ -218,6 +218,31 @@ def test_attention_mask_depends_on_the_changed_words_not_on_noise_draws(tiny_com
     # only the target's words: no source side
     added = cross_attention_mask(c, inv, "", "a red circle")
     assert added.source_attention is None and added.per_layer.shape[0] == 1
+    # a removal: only the source's dropped words, read under the source
+    removed = cross_attention_mask(c, inv, SOURCE, "a red circle")
+    assert removed.attention is None and removed.words == [] and removed.per_layer.shape[0] == 1
+    assert "blue" in removed.source_words and "square" in removed.source_words
+    from diffedit_lab.methods.attention import _minmax
+
+    assert torch.equal(removed.normalized, _minmax(removed.source_attention))
+    with pytest.raises(ValueError, match="the same words"):
+        cross_attention_mask(c, inv, SOURCE, SOURCE)
+    long = " and ".join(["a red circle"] * 8)  # beyond the tiny text encoder's 16 tokens
+    with pytest.raises(ValueError, match="differ only after the text encoder's first 16 tokens"):
+        cross_attention_mask(c, inv, long + " and a blue square", long + " and a green square")
+
+
+def test_methods_run_on_a_removal(tiny_components, tiny_image):
+    """Removing an object (the target only drops words): the attention mask reads the dropped
+    words, LEDITS++'s default concepts steer away from them."""
+    from diffedit_lab.methods.ledits import _changed_words
+
+    assert _changed_words(tiny_components.tokenizer, SOURCE, "a red circle") == ("", "and a blue square")
+    out = run_methods(tiny_components, tiny_image, SOURCE, "a red circle", methods=("cross_attention", "ledits_pp"),
+                      seed=3, **FAST)
+    assert out["cross_attention"].mask.shape == (1, 16, 16)
+    assert out["ledits_pp"].details["ledits"].concepts == ["and a blue square"]
+    assert out["ledits_pp"].details["ledits"].reverse == [True]
 
 
 def test_attention_threshold_cuts_the_normalized_map(tiny_components, tiny_image):
@@ -232,9 +257,9 @@ def test_bad_inputs_fail_before_any_model_call(tiny_components, tiny_image):
     c = tiny_components
     with pytest.raises(ValueError, match="unknown method"):
         run_methods(c, tiny_image, SOURCE, TARGET, methods=("p2p",))
-    with pytest.raises(ValueError, match="change a word"):
+    with pytest.raises(ValueError, match="change, add or remove a word"):
         cross_attention_mask(c, tiny_image, TARGET, TARGET)
-    with pytest.raises(ValueError, match="change a word"):  # before DiffEdit runs
+    with pytest.raises(ValueError, match="change, add or remove a word"):  # before DiffEdit runs
         run_methods(c, tiny_image, TARGET, TARGET, methods=("diffedit", "intersection"), **FAST)
     with pytest.raises(ValueError, match="multiples of 32"):
         run_methods(c, tiny_image.resize((48, 48)), SOURCE, TARGET, **FAST)

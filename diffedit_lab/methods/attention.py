@@ -8,8 +8,9 @@ tokens ``j`` (keys) of the query ``Q``:
 Prompt-to-Prompt's "local blend" (Hertz et al., 2022) takes the edit region from these maps for
 the **changed words**: the token positions ``J_Q`` where the tokens of ``Q`` differ from those of
 the reference ``R`` (a diff of the two token sequences), read under ``Q``, and — as P2P does with
-the words of both prompts — the positions ``J_R`` of the words of ``R`` that ``Q`` replaces, read
-under ``R`` (none when ``R`` is empty or only gains words):
+the words of both prompts — the positions ``J_R`` of the words of ``R`` that ``Q`` replaces or
+drops, read under ``R`` (none when ``R`` is empty or only gains words; a removal, where ``Q`` only
+drops words, has ``J_R`` alone and ``Ã = Ã_R``):
 
     A_X[p] = (1/|S|) Σ_{t∈S} (1/L) Σ_ℓ up_ℓ( Σ_{j∈J_X} a^ℓ_t[·, j] )[p]     (X = Q, R; layers, steps averaged)
     Ã_X    = (A_X − min A_X) / (max A_X − min A_X)                         (min–max, per image)
@@ -73,13 +74,38 @@ def changed_token_positions(tokenizer, source: str, target: str) -> list[int]:
     check_prompt("target", target, required=True)
     if not isinstance(source, str) or not isinstance(target, str):
         raise TypeError("the cross-attention mask needs the source and target as texts (not embeddings).")
-    src, tgt = _ids(tokenizer, source), _ids(tokenizer, target)
-    positions = [j for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, src, tgt, autojunk=False).get_opcodes()
-                 if tag in ("replace", "insert") for j in range(j1, j2)]
+    positions = _diff_positions(tokenizer, source, target)
     if not positions:
         raise ValueError(f"target {target!r} has no word that is not in source {source!r}: the cross-attention "
                          "mask needs a changed word; change a word of the target.")
     return positions
+
+
+def _diff_positions(tokenizer, a: str, b: str) -> list[int]:
+    """Positions in ``b``'s tokens of the ``replace`` and ``insert`` spans of a diff from ``a`` (may be empty)."""
+    ids_a, ids_b = _ids(tokenizer, a), _ids(tokenizer, b)
+    return [j for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, ids_a, ids_b, autojunk=False).get_opcodes()
+            if tag in ("replace", "insert") for j in range(j1, j2)]
+
+
+def changed_positions_both(tokenizer, source: str, target: str) -> tuple[list[int], list[int]]:
+    """``(J_Q, J_R)``: the target's tokens that are new (replacing or added) and the source's tokens
+    that the target replaces or drops (none when ``source`` is empty). One of them may be empty
+    — a removal (``"a red circle and a blue star" → "a blue star"``) has only ``J_R`` — but not
+    both: raises when no word changed."""
+    check_prompt("source", source)
+    check_prompt("target", target, required=True)
+    if not isinstance(source, str) or not isinstance(target, str):
+        raise TypeError("the cross-attention mask needs the source and target as texts (not embeddings).")
+    positions = _diff_positions(tokenizer, source, target)
+    source_positions = _diff_positions(tokenizer, target, source) if source else []
+    if not positions and not source_positions:
+        if tokenizer(source).input_ids != tokenizer(target).input_ids:
+            raise ValueError(f"target {target!r} and source {source!r} differ only after the text encoder's first "
+                             f"{tokenizer.model_max_length} tokens, which it does not read: shorten the texts.")
+        raise ValueError(f"target {target!r} and source {source!r} have the same words: the cross-attention mask "
+                         "needs a changed word; change, add or remove a word of the target.")
+    return positions, source_positions
 
 
 class CrossAttentionStore:
@@ -143,16 +169,17 @@ def record_cross_attention(unet, positions: list[int]):
 class AttentionMask:
     """The cross-attention mask of a batch of ``B`` images.
 
-    ``attention``: (B, h, w) ``A_Q`` (layers and steps averaged); ``source_attention``: ``A_R``
-    (None without replaced source words); ``normalized``: ``Ã``; ``mask``: (B, h, w)
-    ``[Ã > τ]``; ``mask_image``: (B, H, W) ``[up(Ã) > τ]``; ``per_layer``: (X, L, B, h, w) each
-    layer's map averaged over steps, on the latent grid, for Q (and R); ``layer_sizes``:
+    ``attention``: (B, h, w) ``A_Q`` (layers and steps averaged; None when the target only drops
+    words); ``source_attention``: ``A_R`` (None without replaced or dropped source words);
+    ``normalized``: ``Ã``; ``mask``: (B, h, w) ``[Ã > τ]``; ``mask_image``: (B, H, W)
+    ``[up(Ã) > τ]``; ``per_layer``: (X, L, B, h, w) each layer's map averaged over steps, on the
+    latent grid, for Q and/or R (in that order); ``layer_sizes``:
     (h_ℓ, w_ℓ) of each layer; ``positions``/``words`` and ``source_positions``/``source_words``:
     the changed tokens; ``inversion``: the DDIM encoding whose latents were attended over
     (reusable for the decoding).
     """
 
-    attention: torch.Tensor
+    attention: torch.Tensor | None
     source_attention: torch.Tensor | None
     normalized: torch.Tensor
     mask: torch.Tensor
@@ -233,28 +260,28 @@ def cross_attention_mask(
     ``threshold``: ``τ`` on the min–max scaled map.
     """
     threshold = check_threshold("threshold", threshold)
-    positions = changed_token_positions(c.tokenizer, source, target)
-    try:
-        source_positions = changed_token_positions(c.tokenizer, target, source) if source else []
-    except ValueError:  # the target only adds words: nothing of the source is replaced
-        source_positions = []
+    positions, source_positions = changed_positions_both(c.tokenizer, source, target)
     if isinstance(image_or_inversion, Inversion):
         inversion = image_or_inversion
     else:
         inversion = ddim_invert(c, image_or_inversion, encoding_ratio=encoding_ratio, steps=steps, progress=progress)
-    attention, per_layer, sizes = _record(c, inversion, target, positions, progress)
-    normalized = _minmax(attention)
-    source_attention = None
-    if source_positions:
-        source_attention, source_layers, _ = _record(c, inversion, source, source_positions, progress)
-        normalized = torch.maximum(normalized, _minmax(source_attention))
-        per_layer = torch.stack([per_layer, source_layers])
-    else:
-        per_layer = per_layer[None]
-    h, w = attention.shape[-2:]
+    attention = source_attention = None
+    maps, layers = [], []
+    if positions:  # A_Q: the target's new words, read under Q
+        attention, target_layers, sizes = _record(c, inversion, target, positions, progress)
+        maps.append(_minmax(attention))
+        layers.append(target_layers)
+    if source_positions:  # A_R: the source's words that Q replaces or drops, read under R
+        source_attention, source_layers, sizes = _record(c, inversion, source, source_positions, progress)
+        maps.append(_minmax(source_attention))
+        layers.append(source_layers)
+    normalized = maps[0] if len(maps) == 1 else torch.maximum(maps[0], maps[1])
+    per_layer = torch.stack(layers)
+    h, w = normalized.shape[-2:]
     mask, mask_image = cut(normalized, threshold, (h * c.vae_scale_factor, w * c.vae_scale_factor))
     return AttentionMask(attention=attention, source_attention=source_attention, normalized=normalized, mask=mask,
                          mask_image=mask_image, per_layer=per_layer, layer_sizes=sizes, positions=positions,
-                         words=_words(c.tokenizer, target, positions), source_positions=source_positions,
+                         words=_words(c.tokenizer, target, positions) if positions else [],
+                         source_positions=source_positions,
                          source_words=_words(c.tokenizer, source, source_positions) if source_positions else [],
                          threshold=threshold, inversion=inversion)

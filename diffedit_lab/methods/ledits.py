@@ -45,7 +45,7 @@ import torch
 from ..checks import check_count, check_positive, check_prompt, check_threshold
 from ..latents import load_image
 from ..models import Components
-from .attention import changed_token_positions
+from .attention import changed_positions_both
 from .common import MethodResult, cut
 
 
@@ -118,17 +118,14 @@ class LeditsMask:
 
 
 def _changed_words(tokenizer, source: str, target: str) -> tuple[str, str]:
-    """The target's changed words and the source's (the words the edit adds and removes)."""
-    def words(a, b):
+    """The target's changed words and the source's (the words the edit adds and removes; one of
+    them may be empty — only insertions, only removals — not both)."""
+    def words(b, positions):
         ids = tokenizer(b, truncation=True, max_length=tokenizer.model_max_length).input_ids
-        return tokenizer.decode([ids[p] for p in changed_token_positions(tokenizer, a, b)]).strip()
+        return tokenizer.decode([ids[p] for p in positions]).strip()
 
-    added = words(source, target)
-    try:
-        removed = words(target, source) if source else ""
-    except ValueError:  # only insertions: nothing removed
-        removed = ""
-    return added, removed
+    added, removed = changed_positions_both(tokenizer, source, target)
+    return words(target, added), words(source, removed) if removed else ""
 
 
 @torch.no_grad()
@@ -176,7 +173,8 @@ def ledits_pp(
         raise ValueError(f"skip must be in [0, 1), got {skip}.")
     if concepts is None:
         added, removed = _changed_words(c.tokenizer, source, target)
-        concepts, reverse = [added] + ([removed] if removed else []), [False] + ([True] if removed else [])
+        pairs = [(word, rev) for word, rev in ((added, False), (removed, True)) if word]
+        concepts, reverse = [w for w, _ in pairs], [r for _, r in pairs]
     reverse = [False] * len(concepts) if reverse is None else list(reverse)
     if not concepts or len(reverse) != len(concepts):
         raise ValueError(f"`concepts` must be a non-empty list and `reverse` as long, got {concepts!r}, {reverse!r}.")

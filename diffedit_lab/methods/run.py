@@ -27,7 +27,7 @@ from ..edit import EditSession
 from ..latents import decode
 from ..models import Components
 from ..settings import EditSettings
-from .attention import ATTENTION_THRESHOLD, changed_token_positions, cross_attention_mask
+from .attention import ATTENTION_THRESHOLD, changed_positions_both, cross_attention_mask
 from .common import MethodResult, intersect_masks
 from .ledits import check_ledits_input, ledits_pp
 
@@ -65,7 +65,7 @@ def run_methods(
     if unknown or not methods:
         raise ValueError(f"unknown method(s) {sorted(unknown)}; choose among {list(METHODS)}.")
     if {"cross_attention", "intersection"} & set(methods):  # bad texts fail here, before any model call
-        changed_token_positions(c.tokenizer, source, target)
+        changed_positions_both(c.tokenizer, source, target)
     if "ledits_pp" in methods:
         check_ledits_input(c, image)
     session = EditSession(c, image)
