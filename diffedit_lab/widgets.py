@@ -735,7 +735,7 @@ class Explorer(_App):
         if rt.builtin and not rt.ok:
             from .toy.representable import world_fit
 
-            self.world_fit = world_fit(rt.image)
+            self.world_fit = world_fit(rt.image, self.world)
         d = np.abs(np.asarray(rt.reconstruction, np.float32) - np.asarray(rt.image, np.float32)).mean(2) / 255
         from matplotlib import colormaps
 

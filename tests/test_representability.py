@@ -107,3 +107,21 @@ def test_world_fit():
     img[bg] = (40, 40, 60)
     moved = representable.world_fit(img)
     assert moved.background > 150 and moved.off_world > 0.5
+
+
+def test_world_fit_of_the_rich_world():
+    """Scenes the sample never drew (textures, night, three objects) are in the rich world; the
+    sky's border and pure primaries are not. The classic figures would call a textured scene foreign."""
+    for seed in range(1000, 1012):
+        scene = world.make_scene(seed, "rich")
+        fit = representable.world_fit(scene.image, "rich")
+        assert fit.off_world < 0.01 and fit.background < 12, (scene.caption, fit)
+    night = world.rich_scene(np.random.default_rng(77), night=True)
+    assert representable.world_fit(night.image, "rich").off_world < 0.01
+    textured = world.rich_scene(np.random.default_rng(5), background="bricks")
+    assert representable.world_fit(textured.image, "classic").off_world > 0.3  # why the rich world needs its own
+    assert representable.world_fit(representable.sky_picture(), "rich").background > 40
+    primaries = representable.out_of_world_images()["pure red and blue on white"]
+    assert representable.world_fit(primaries, "rich").off_world > 0.1
+    with pytest.raises(ValueError, match="classic' or 'rich"):
+        representable.world_fit(night.image, "night")
