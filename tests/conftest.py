@@ -86,7 +86,7 @@ def pie_bench_folder(tmp_path) -> Path:
     from diffedit_lab.toy import export_bench
 
     folder = tmp_path / "pie"
-    export_bench.main([str(folder), "--edits", "2"])
+    export_bench.main([str(folder), "--edits", "2", "--world", "classic"])
     mapping = json.loads((folder / "mapping_file.json").read_text())
     for item in mapping.values():
         del item["shapes_world"]

@@ -41,7 +41,7 @@ def direct(tiny_model_dir, tmp_path_factory):
 def test_dataset_path_gives_the_direct_rows(direct, tiny_model_dir, tmp_path):
     from diffedit_lab.toy import export_bench
 
-    export_bench.main([str(tmp_path / "pie"), "--edits", "4"])
+    export_bench.main([str(tmp_path / "pie"), "--edits", "4", "--world", "classic"])
     out = tmp_path / "via_dataset"
     assert main(quick(tiny_model_dir, out, "--dataset", str(tmp_path / "pie"))) == 0
     assert (out / "rows.jsonl").read_text() == (direct / "rows.jsonl").read_text()
@@ -57,7 +57,7 @@ def test_dataset_without_the_shapes_world_keys_is_scored_without_the_checker(tin
     from diffedit_lab.toy import export_bench
 
     folder = tmp_path / "pie"
-    export_bench.main([str(folder), "--edits", "2"])
+    export_bench.main([str(folder), "--edits", "2", "--world", "classic"])
     mapping = json.loads((folder / "mapping_file.json").read_text())
     for item in mapping.values():
         del item["shapes_world"]  # a real PIE-Bench entry: no pixel checker

@@ -80,7 +80,7 @@ def test_export_then_read_gives_the_same_edits(tmp_path):
     from diffedit_lab.toy.quality import held_out_edits
 
     assert export_bench.BENCH_SEED == BENCH_SEED
-    assert export_bench.main([str(tmp_path), "--edits", "4"]) == 0
+    assert export_bench.main([str(tmp_path), "--edits", "4", "--world", "classic"]) == 0
     mapping = json.loads((tmp_path / "mapping_file.json").read_text())
     assert list(mapping) == [f"{i:012d}" for i in range(4)]
     first = mapping["000000000000"]
@@ -97,6 +97,26 @@ def test_export_then_read_gives_the_same_edits(tmp_path):
     plain = pie.read_dataset(tmp_path)
     assert plain[0].kind == "change object" and plain[1].kind == "change attribute (color)" and plain[0].edit is None
     assert plain[0].mask[0].all() and np.array_equal(plain[0].mask[1:-1, 1:-1], read[0].mask[1:-1, 1:-1])
+
+
+def test_export_then_read_rich_edits_of_every_kind(tmp_path):
+    from diffedit_lab.bench.quality_run import BENCH_SEED
+    from diffedit_lab.toy import export_bench
+    from diffedit_lab.toy.quality import held_out_edits
+    from diffedit_lab.toy.world import KINDS
+
+    assert export_bench.main([str(tmp_path), "--edits", "6", "--world", "rich", "--kinds", *KINDS]) == 0
+    mapping = json.loads((tmp_path / "mapping_file.json").read_text())
+    want = held_out_edits(6, BENCH_SEED, world="rich", kinds=KINDS)
+    assert [m["editing_type_id"] for m in mapping.values()] == [export_bench.TYPE_IDS[e.kind] for e in want]
+    assert [pie.EDIT_TYPES[m["editing_type_id"]] for m in mapping.values()] == [
+        "change attribute (color)", "change object", "change attribute (content)", "change background",
+        "delete object", "change style"]
+    for got, e in zip(pie.read_dataset(tmp_path), want, strict=True):
+        assert got.kind == e.kind and got.scene.world == "rich" and np.array_equal(got.scene.image, e.scene.image)
+        assert np.array_equal(got.mask, e.mask) and (got.source, got.target) == (e.source, e.target)
+    remove = mapping["000000000004"]
+    assert remove["editing_instruction"].startswith("Remove the ") and remove["blended_word"] in want[4].source
 
 
 def test_bad_folders_fail_clearly(tmp_path):

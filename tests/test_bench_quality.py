@@ -61,6 +61,56 @@ def test_edits_are_held_out_and_balanced():
     assert kinds == ["shape", "colour"] * 3
 
 
+def test_rich_edits_take_every_masked_kind_in_turn_and_any_share_is_the_same():
+    from diffedit_lab.toy.quality import MASKED_KINDS, held_out_kinds
+    from diffedit_lab.toy.world import KINDS
+
+    assert set(MASKED_KINDS) == set(KINDS) - {"night"} and len(MASKED_KINDS) == 5
+    whole = held_out_edits(12, q.BENCH_SEED, world="rich")
+    assert [e.kind for e in whole] == list(MASKED_KINDS * 3)[:12]
+    assert all(e.scene.world == "rich" for e in whole)
+    share = held_out_edits(4, q.BENCH_SEED, world="rich", first=7)  # a process's share: the same edits
+    for a, b in zip(share, whole[7:11], strict=True):
+        assert (a.kind, a.source, a.target) == (b.kind, b.source, b.target) and np.array_equal(a.mask, b.mask)
+    assert [e.kind for e in held_out_edits(3, q.BENCH_SEED, world="rich", kinds=("night", "remove"))] == \
+        ["night", "remove", "night"]
+    assert [e.kind for e in held_out_edits(4, q.BENCH_SEED, first=1)] == ["colour", "shape", "colour", "shape"]
+    with pytest.raises(ValueError, match="rich world"):
+        held_out_kinds("classic", ("size",))
+    with pytest.raises(ValueError, match="unknown kind.*purple"):
+        held_out_kinds("rich", ("colour", "purple"))
+
+
+def test_bench_cli_refuses_kinds_its_world_has_not(capsys):
+    with pytest.raises(SystemExit):
+        q.parse_args(["--kinds", "colour", "sepia"])
+    assert "unknown kind(s) sepia" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        q.parse_args(["--world", "classic", "--kinds", "remove"])
+    assert "classic world has shape and colour edits only" in capsys.readouterr().err
+    a = q.parse_args(["--world", "rich", "--kinds", "background", "remove"])
+    assert q.settings_from(a).kinds == ("background", "remove") and q.settings_from(a).world == "rich"
+
+
+def test_ledits_concepts_name_what_each_kind_adds_and_removes():
+    from diffedit_lab.toy.successors import ledits_concepts
+
+    for e in held_out_edits(12, q.BENCH_SEED, world="rich", kinds=("colour", "size", "remove", "background",
+                                                                    "night", "shape")):
+        got = ledits_concepts(e)
+        assert len(got["concepts"]) == len(got["reverse"]) >= 1
+        added = [w for w, r in zip(got["concepts"], got["reverse"]) if not r]
+        removed = [w for w, r in zip(got["concepts"], got["reverse"]) if r]
+        for word in added:  # what is added is in the target text and not in the source
+            assert word in e.target and word not in e.source, (e.kind, word, e.source, e.target)
+        for word in removed:
+            assert word in e.source and word not in e.target, (e.kind, word, e.source, e.target)
+        if e.kind == "remove":
+            assert added == [] and removed == [e.scene.objects[e.index].name]
+        if e.kind == "background":
+            assert set(got["concepts"]) == {e.scene.background, e.target_scene.background} - {"plain"}
+
+
 # --------------------------------------------------------------------------- batched = library
 
 
@@ -223,33 +273,36 @@ def test_tradeoff_points_sorted_and_without_nan():
     assert pts == {"diffedit": [(0.3, 35.0, 0.2), (0.8, 30.0, 0.9)], "sdedit": []}
 
 
+CLASSIC = ["--world", "classic"]  # these stand-in models have no tokenizer to tell their world by
+
+
 def test_settings_and_planned_rows():
     from types import SimpleNamespace
 
     paper = SimpleNamespace(defaults={})  # a model that records no settings: the library's defaults
-    a = q.parse_args(["--quick", "--edits", "2"])
+    a = q.parse_args(["--quick", "--edits", "2", "--world", "classic"])
     s = q.resolve(paper, q.settings_from(a))
     assert s.edits == 2 and s.steps == q.QUICK["steps"] and s.ratios == (0.5, 0.8) and s.n == 5
     assert (s.threshold, s.mask_noise, s.clamp_ratio, s.guidance) == (0.5, 0.5, 3.0, 7.5)
     assert s.edit == EditSettings(n=5, steps=q.QUICK["steps"])  # the paper's, the run's steps and n
-    full = q.resolve(paper, q.settings_from(q.parse_args([])))
+    full = q.resolve(paper, q.settings_from(q.parse_args(CLASSIC)))
     assert full.edits >= 100 and set(q.RATIOS) <= set(full.ratios) and full.n_values == (1, 2, 5, 10, 20)
     assert q.n_draws(full) == 20
-    assert q.settings_from(q.parse_args(["--ratios", "0.4", "0.6"])).ablation_r == 0.6
+    assert q.settings_from(q.parse_args(["--ratios", "0.4", "0.6", *CLASSIC])).ablation_r == 0.6
     # per edit, quick: masks 3·5 + 4·5; encodings 3 + 3·3; 4 methods 2·(2+3)·4; diffusers 2·3 + 2·5;
     # 6 ablation variants (n = 1, τ = 0.25 and 0.75, R = ∅, two encodings) 2·3 each
     assert q.plan_rows(s, 5.0) == 2 * (35 + 12 + 40 + 16 + 36)
     # a model's recorded settings are used, and its threshold joins the ablation's
     tuned = q.resolve(SimpleNamespace(defaults=dict(threshold=0.8, mask_strength=0.7, n=8, guidance=3)),
-                      q.settings_from(q.parse_args([])))
+                      q.settings_from(q.parse_args(CLASSIC)))
     assert (tuned.threshold, tuned.mask_noise, tuned.n, tuned.guidance) == (0.8, 0.7, 8, 3.0)
     assert tuned.thresholds == (0.25, 0.5, 0.75, 0.8) and ("threshold", 0.8) not in q.ablation_variants(tuned)
-    given = dataclasses.replace(q.settings_from(q.parse_args([])), overrides=dict(threshold=0.6))
+    given = dataclasses.replace(q.settings_from(q.parse_args(CLASSIC)), overrides=dict(threshold=0.6))
     assert q.resolve(tuned_model := SimpleNamespace(defaults=dict(threshold=0.8)), given).threshold == 0.6  # given beats recorded
-    assert q.resolve(tuned_model, q.settings_from(q.parse_args([]))).threshold == 0.8
+    assert q.resolve(tuned_model, q.settings_from(q.parse_args(CLASSIC))).threshold == 0.8
     # the recorded rescale is the run's, and results.json's settings record it
     assert s.rescale == "mean" and s.record()["rescale"] == "mean"
-    ranged = q.resolve(SimpleNamespace(defaults=dict(rescale="range")), q.settings_from(q.parse_args([])))
+    ranged = q.resolve(SimpleNamespace(defaults=dict(rescale="range")), q.settings_from(q.parse_args(CLASSIC)))
     assert ranged.rescale == "range" and ranged.record()["rescale"] == "range"
 
 
@@ -342,6 +395,28 @@ def test_successor_rows_are_toy_successors_figures(tiny_components):
             assert (a != a and b != b) or a == pytest.approx(b, abs=1e-9), (name, k_ours, a, b)
     assert ours["cross_attention"]["mask_iou"] != ours["intersection"]["mask_iou"] or \
         ours["cross_attention"]["mask_precision"] != ours["intersection"]["mask_precision"]
+
+
+def test_quick_run_of_the_rich_world_reports_every_kind(tiny_model_dir, tmp_path):
+    """Rich edits through every method: results per kind, and the ceilings say the rich checker
+    reads the truth right (the true target succeeds, the input does not) for each kind. (No
+    successors: the tiny model's text encoder reads 16 tokens, before a long caption's change;
+    tests/test_methods.py runs them on a removal, test_ledits_concepts… names each kind's concepts.)"""
+    from diffedit_lab.bench.__main__ import main
+
+    out = tmp_path / "bench"
+    kinds = ["size", "background", "remove"]
+    argv = ["quality", "--quick", "--edits", "3", "--steps", "2", "--model", str(tiny_model_dir), "--out", str(out),
+            "--no-progress", "--world", "rich", "--kinds", *kinds, "--no-successors"]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["by_kind"]) == set(kinds) and res["settings"]["world"] == "rich"
+    assert res["settings"]["kinds"] == kinds
+    assert set(res["by_kind"]["remove"]) == set(q.METHODS) - set(q.SUCCESSORS)
+    assert res["ceilings"]["true_target"]["edit_success"] == 1.0
+    assert res["ceilings"]["input_unchanged"]["edit_success"] == 0.0
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in rows} == set(kinds)
 
 
 def test_committed_results_are_packaged_and_the_same():

@@ -170,7 +170,7 @@ def read_dataset(folder: str | Path) -> list:
         if toy is not None:
             from ..toy.world import make_edit
 
-            e = make_edit(int(toy["seed"]), toy["kind"])
+            e = make_edit(int(toy["seed"]), toy["kind"], world=toy.get("world", "classic"))
             if not (np.array_equal(e.scene.image, image) and np.array_equal(e.mask, mask)
                     and (e.source, e.target) == (source, target)):
                 raise ValueError(f"{mapping}: entry {key!r} says it is shapes-world edit {toy}, but its image, "

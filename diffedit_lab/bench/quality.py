@@ -8,8 +8,11 @@ encode–decode, the true-mask oracle, diffusers' pipeline as is, and DiffEdit's
     accelerate launch [--num_processes N] -m diffedit_lab.bench quality [options]
 
 For every method and encoding ratio ``r`` (default 0.3, 0.5, 0.7, 0.8, 0.9), on ``N`` held-out
-edits (half shape, half colour changes; scene seeds ``555 000 000 + 1 000 000 + i``: disjoint from
-the training seeds, < 10 000 000, and from ``toy/quality.py``'s, ≥ 988 654 321):
+edits of the model's world (``--world``; scene seeds ``555 000 000 + 1 000 000 + i``: disjoint from
+the training seeds, < 10 000 000, and from ``toy/quality.py``'s, ≥ 988 654 321) — the rich world:
+its kinds in turn (``--kinds``, default colour, shape, size, background, remove: 20 of each in
+100), the classic world: shape and colour changes alternating; every figure also per kind
+(``by_kind``):
 
 * **edit success** — the pixel checker finds the target object at its place;
 * **untouched kept** — it finds the other object unchanged at its place;
@@ -91,6 +94,8 @@ from pathlib import Path
 import torch
 
 from ..models import set_threads
+from ..toy.quality import MASKED_KINDS
+from ..toy.world import KINDS, WORLDS
 from .pie import DEFAULT_CLIP
 from .quality_report import (  # noqa: F401  (the public API of the benchmark, re-exported)
     ENCODINGS,
@@ -150,7 +155,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m diffedit_lab.bench quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CI: 4 edits, r ∈ {0.5, 0.8}, 4 steps, n = 5 (ablation n ∈ {1, 5})")
     p.add_argument("--out", type=Path, default=Path("runs/bench/quality"), help="folder for results.json and plots")
-    p.add_argument("--edits", type=int, default=None, help="held-out edits, half shape, half colour (100)")
+    p.add_argument("--edits", type=int, default=None, help="held-out edits, the kinds in turn (100)")
+    p.add_argument("--world", choices=WORLDS, default=None,
+                   help="the shapes world whose held-out edits are run (default: the model's own, from its words)")
+    p.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
+                   help=f"rich world: the kinds of edit, in turn (default {' '.join(MASKED_KINDS)}; also "
+                        f"{' '.join(k for k in KINDS if k not in MASKED_KINDS)})")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (10)")
     p.add_argument("--ratios", type=float, nargs="+", default=None, help="encoding ratios r (0.3 0.5 0.7 0.8 0.9)")
     p.add_argument("--model", default=None, help="model folder (default: the embedded toy model)")
@@ -174,13 +184,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(nothing is downloaded); 'none': off")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.kinds:
+        unknown = [k for k in a.kinds if k not in KINDS]
+        if unknown:
+            p.error(f"unknown kind(s) {', '.join(unknown)}: choose from {', '.join(KINDS)}")
+        if a.world == "classic" and set(a.kinds) != {"shape", "colour"}:
+            p.error("the classic world has shape and colour edits only: leave out --kinds or use --world rich")
+    return a
 
 
 def settings_from(a: argparse.Namespace) -> Settings:
     s = replace(Settings(), **QUICK) if a.quick else Settings()
     given = dict(edits=a.edits, steps=a.steps, ratios=tuple(a.ratios) if a.ratios else None)
-    s = replace(s, seed=a.seed, batch=a.batch, successors=not a.no_successors,
+    s = replace(s, seed=a.seed, batch=a.batch, successors=not a.no_successors, world=a.world,
+                kinds=tuple(a.kinds) if a.kinds else None,
                 clip_model=DEFAULT_CLIP if a.clip_model is None else a.clip_model, lpips_weights=a.lpips_weights,
                 **{k: v for k, v in given.items() if v is not None})
     if s.ablation_r not in s.ratios and a.ratios:
@@ -222,9 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     if device is None and state.num_processes > 1:
         device = "cpu" if state.device.type == "cpu" else str(state.device)
     c = load_components(a.model, device=device)
+    try:
+        s = resolve(c, s)  # the world's kinds checked against the model's world, before any long work
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     if state.is_main_process:
-        print(f"model {a.model or 'embedded toy model'}: {s.edits} edits"
-              + (f" from {a.dataset}" if a.dataset else "") + f", r ∈ {list(s.ratios)}, {s.steps} DDIM steps, "
+        what = f" from {a.dataset}" if a.dataset else f" of the {s.world} world ({', '.join(s.kinds)} in turn)"
+        print(f"model {a.model or 'embedded toy model'}: {s.edits} edits" + what + f", r ∈ {list(s.ratios)}, {s.steps} DDIM steps, "
               f"{state.num_processes} process(es) of {torch.get_num_threads()} thread(s)", flush=True)
         from .pie import learned_metrics
 

@@ -24,7 +24,8 @@ from ..metrics import upsample_mask
 from ..models import Components, fresh_schedulers
 from ..settings import EditSettings
 from ..sampling import denoising_timesteps, inversion_timesteps, strength_steps
-from ..toy.quality import mean_of, held_out_edits, score_edit
+from ..toy.quality import held_out_edits, held_out_kinds, mean_of, score_edit
+from ..toy.texts import model_world
 from . import pie
 from .quality_report import ENCODINGS, METHODS, METRICS, REFERENCES, report, rkey
 
@@ -49,6 +50,8 @@ class QualityRun:
 
     edits: int = 100
     steps: int = 10
+    world: str | None = None  # the shapes world's edits: "classic" or "rich"; None: the model's (resolve)
+    kinds: tuple | None = None  # rich world: the kinds in turn (None: every kind a mask can serve)
     ratios: tuple = RATIOS
     seed: int = BENCH_SEED
     overrides: dict = field(default_factory=dict)
@@ -82,7 +85,8 @@ class QualityRun:
     def record(self) -> dict:
         """The run and its DiffEdit settings as one flat dict (results.json's ``settings``)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("edit", "overrides")}
-        return dict(out, ratios=list(self.ratios), **self._edit().as_dict())
+        kinds = list(self.kinds) if self.kinds else None
+        return dict(out, ratios=list(self.ratios), kinds=kinds, **self._edit().as_dict())
 
 
 Settings = QualityRun  # the name before EditSettings (notebook 07); deprecated
@@ -267,7 +271,8 @@ def run(c: Components, s: QualityRun, *, model_dir: str | Path | None=None, prog
     """Run the benchmark: ``{"report": results.json content (see :func:`report`), "rows": every
     scored output}`` — on every process of an ``accelerate launch`` (one process otherwise).
 
-    ``items``: the edits (``pie.read_dataset``; default: the shapes world's held-out edits).
+    ``items``: the edits (``pie.read_dataset``; default: the held-out edits of ``s.world``, its
+    ``s.kinds`` in turn — :func:`~diffedit_lab.toy.quality.held_out_edits`).
     The edits are cut into batches of ``s.batch`` and the batches split between the processes
     (``PartialState().split_between_processes``); each process runs :func:`_run_part` on its
     contiguous share, the parts are gathered (``gather_object``) and merged in a canonical
@@ -324,11 +329,15 @@ def _row_order(row: dict) -> tuple:
 
 def resolve(c: Components, s: QualityRun) -> QualityRun:
     """``s`` with its DiffEdit settings (``edit``): the model's recorded ones with the run's
-    ``steps`` and ``overrides`` (:meth:`EditSettings.for_model`); the ratios sorted, and the
-    model's threshold added to the ablation's."""
+    ``steps`` and ``overrides`` (:meth:`EditSettings.for_model`); the ratios sorted, the
+    model's threshold added to the ablation's, the world the model's own
+    (:func:`~diffedit_lab.toy.texts.model_world`) unless given, and its kinds of edit (rich:
+    ``kinds`` or every kind a mask can serve; classic: shape and colour, alternating)."""
     edit = EditSettings.for_model(c, **{**s.overrides, "steps": s.steps})
+    world = s.world or model_world(c)[0]
+    kinds = held_out_kinds(world, s.kinds)
     return replace(s, ratios=tuple(sorted(set(s.ratios))), thresholds=tuple(sorted({*s.thresholds, edit.threshold})),
-                   edit=edit)
+                   edit=edit, world=world, kinds=kinds)
 
 
 def _run_part(c, s: QualityRun, tick, items: list | None = None) -> dict:
@@ -344,7 +353,7 @@ def _run_part(c, s: QualityRun, tick, items: list | None = None) -> dict:
     ratios = s.ratios
     r_max = max(ratios + (s.ablation_r,))
     if items is None:
-        edits = held_out_edits(s.first + s.edits, s.seed)[s.first:]
+        edits = held_out_edits(s.edits, s.seed, world=s.world, kinds=s.kinds, first=s.first)
     else:
         edits = list(items[s.first:s.first + s.edits])
     seeds = [s.seed + s.first + i for i in range(s.edits)]
@@ -548,16 +557,14 @@ def successor_rows(c, e, index: int, seed: int, s: QualityRun) -> list[dict]:
     """The :data:`SUCCESSORS`' rows of one edit at ``r = s.ablation_r`` (:func:`~diffedit_lab.methods.run_methods`
     with the run's DiffEdit settings and ``seed``, as ``toy.successors.score_edit`` runs them):
     each mask scored at image resolution, each image as every other output. LEDITS++'s concepts:
-    the new object's name added, the old one's removed (shapes world); on a PIE-Bench edit its
-    default (the changed words)."""
+    what the edit adds and takes away (shapes world, :func:`~diffedit_lab.toy.successors.ledits_concepts`);
+    on a PIE-Bench edit its default (the changed words)."""
     from PIL import Image
 
     from ..methods import run_methods
+    from ..toy.successors import ledits_concepts
 
-    ledits = None
-    if hasattr(e, "target_scene"):
-        old, new = e.scene.objects[e.index], e.target_scene.objects[e.index]
-        ledits = dict(concepts=[new.name, old.name], reverse=[False, True])
+    ledits = ledits_concepts(e) if hasattr(e, "target_scene") else None
     res = run_methods(c, Image.fromarray(e.scene.image), e.source, e.target,
                       methods=("cross_attention", "intersection", "ledits_pp"), seed=seed, ledits=ledits,
                       settings=s.edit, encoding_ratio=s.ablation_r)

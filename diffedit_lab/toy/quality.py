@@ -207,9 +207,39 @@ def alternating_edits(first: int, n: int) -> list[Edit]:
     return [make_edit(first + i, "shape" if i % 2 == 0 else "colour") for i in range(n)]
 
 
-def held_out_edits(n: int, seed: int = HELD_OUT_SEED) -> list[Edit]:
-    """Edits ``make_edit(seed + EDIT_SEED_OFFSET + i)``: even i change a shape, odd i a colour."""
-    return alternating_edits(seed + EDIT_SEED_OFFSET, n)
+MASKED_KINDS = tuple(k for k in KINDS if k not in WHOLE_IMAGE_KINDS)
+"""The rich world's kinds that a mask can serve (every kind but the whole-image ones)."""
+
+
+def held_out_edits(n: int, seed: int = HELD_OUT_SEED, *, world: str = "classic", kinds: tuple[str, ...] | None = None,
+                   first: int = 0) -> list[Edit]:
+    """Edits ``first … first + n − 1`` of the held-out sequence, edit ``i`` from seed
+    ``seed + EDIT_SEED_OFFSET + i``. Classic world: even ``i`` change a shape, odd ``i`` a colour.
+    Rich world: ``kinds[i mod len(kinds)]`` (default :data:`MASKED_KINDS`), so a multiple of
+    ``len(kinds)`` edits has as many of each. Edit ``i`` depends on ``i`` only: any share
+    (``first``) of the sequence holds the same edits as the whole."""
+    base = seed + EDIT_SEED_OFFSET
+    kinds = held_out_kinds(world, kinds)
+    if world == "classic":
+        return [make_edit(base + i, "shape" if i % 2 == 0 else "colour") for i in range(first, first + n)]
+    return [make_edit(base + i, kinds[i % len(kinds)], world=world) for i in range(first, first + n)]
+
+
+def held_out_kinds(world: str, kinds: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The kinds :func:`held_out_edits` takes in turn, checked: classic ``("shape", "colour")``
+    (the only ones it has); rich ``kinds`` (default :data:`MASKED_KINDS`), each one of ``KINDS``."""
+    if world == "classic":
+        if kinds and set(kinds) != {"shape", "colour"}:
+            raise ValueError(f"the classic world's held-out edits alternate shape and colour; kinds "
+                             f"{', '.join(kinds)} need the rich world (--world rich)")
+        return ("shape", "colour")
+    if world != "rich":
+        raise ValueError(f"world must be 'classic' or 'rich', got {world!r}")
+    kinds = tuple(kinds or MASKED_KINDS)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown kind(s) {', '.join(unknown)}: the rich world's kinds are {', '.join(KINDS)}")
+    return kinds
 
 
 def rich_held_out_scenes(n: int, seed: int = HELD_OUT_SEED, size: int = SIZE) -> list[Scene]:

@@ -19,7 +19,8 @@ Scored per method (:func:`score_mask`, :func:`score_image`):
 
 LEDITS++ is also scored on its *own* output (``ledits_pp_own``: diffusers' pipeline, DDPM
 inversion and semantic guidance), with the same mask. Its concepts are the object names: the
-new one added, the old one removed (``"+green square", "−red square"``).
+new one added, the old one removed (``"+green square", "−red square"``); in the rich world
+:func:`ledits_concepts` names what each kind of edit adds or takes away.
 
 The bench (``diffedit_lab.bench``) can call :func:`measure` for its rows.
 """
@@ -63,10 +64,32 @@ def score_mask(mask_image, mask_latent, true) -> dict[str, float]:
                 mask_iou_latent=float(mask_iou(np.asarray(mask_latent), true)), precision=precision, recall=recall)
 
 
+def ledits_concepts(e: Edit) -> dict:
+    """LEDITS++'s editing concepts for a shapes-world edit: what the target adds (guided towards)
+    and what it takes away (``reverse``: guided away from) — the object's name before and after
+    (colour, shape, size), the removed object's name, the background's word, or "night"."""
+    old = e.scene.objects[e.index]
+    if e.kind == "remove":
+        return dict(concepts=[old.name], reverse=[True])
+    if e.kind == "background":
+        added = [(e.target_scene.background, False), (e.scene.background, True)]
+        pairs = [(word, rev) for word, rev in added if word != "plain"]  # "plain" is never named
+        return dict(concepts=[w for w, _ in pairs], reverse=[r for _, r in pairs])
+    if e.kind == "night":
+        return dict(concepts=["night"], reverse=[False])
+    new = e.target_scene.objects[e.index]
+    return dict(concepts=[new.name, old.name], reverse=[False, True])
+
+
 def score_image(e: Edit, output) -> dict[str, float]:
     """Edit success, untouched kept and background PSNR of an edited image (H, W, 3) uint8."""
     out = np.asarray(output.convert("RGB") if isinstance(output, Image.Image) else output)
-    target_ok, kept = check_edit(out, e)
+    if e.scene.world == "rich":
+        from .rich_checker import check_edit as rich_check_edit
+
+        target_ok, kept = rich_check_edit(out, e)
+    else:
+        target_ok, kept = check_edit(out, e)
     psnr = float(background_psnr(e.scene.image, out, e.mask, dilate=2))
     return dict(edit_success=float(target_ok), untouched_kept=float(kept), background_psnr=min(psnr, PSNR_CAP))
 
@@ -76,10 +99,9 @@ def score_edit(c, e: Edit, *, seed: int, progress: bool = False, **settings) -> 
     from ..baselines import latent_region
     from ..methods import run_methods
 
-    old, new = e.scene.objects[e.index], e.target_scene.objects[e.index]
     start = time.perf_counter()
     results = run_methods(c, Image.fromarray(e.scene.image), e.source, e.target, seed=seed, progress=progress,
-                          ledits=dict(concepts=[new.name, old.name], reverse=[False, True]),
+                          ledits=ledits_concepts(e),
                           extra_masks=dict(true=latent_region(c, e.mask)), **settings)
     seconds = time.perf_counter() - start
     rows = []
