@@ -345,7 +345,10 @@ def test_quick_run_writes_results_and_plots(tiny_model_dir, tmp_path, capsys):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2 * (5 * 2 + 6 + len(q.SUCCESSORS))
     table = (out / "table.md").read_text().splitlines()
-    assert table[0].startswith("| method | r | edit success") and len([x for x in table if x.startswith("| ")]) == 12 + 4
+    assert table[0].startswith("| method | r | edit success") and len([x for x in table if x.startswith("| ")]) == 12 + 4 + 4
+    kinds = table[table.index(next(x for x in table if x.startswith("Per kind"))) + 2:]
+    assert [x.split(" | ")[0] for x in kinds[2:]] == ["| colour (1)", "| shape (1)"]  # 2 edits: one of each
+    assert kinds[0] == "| kind | " + " | ".join(res["methods"]) + " |"
 
 
 # --------------------------------------------------------------------------- the committed results agree

@@ -76,7 +76,8 @@ Full run (100 edits, 10 DDIM steps, 63 100 UNet rows with the embedded model's s
 905 s (15.1 minutes) wall with ``accelerate launch --multi_gpu --num_processes 2`` (one torch thread
 each, ``--batch 25``: two batches per process) on the project's 2-core CPU shared with other work;
 754 s alone and 1 121 s shared in earlier runs with the worker pool it replaced (same figures within
-0.01 standard errors).
+0.01 standard errors) — all with the classic model. The rich-world model's run (its five kinds, the
+successors included): 1 236 s in one process of one torch thread, the other core busy.
 
 Writes ``results.json`` (every figure, with standard errors, per kind of edit, the settings and
 the checks), ``table.md`` (the README's table), ``tradeoff.png``/``ablations.png`` and

@@ -161,6 +161,33 @@ def markdown_table(results: dict) -> str:
     if vae is not None:
         lines.append(f"\n{s.get('edits', '?')} held-out edits, {s.get('steps', '?')} DDIM steps, guidance "
                      f"{s.get('guidance', '?')}; the VAE round trip alone keeps the background at {vae:.1f} dB.")
+    kinds = kind_table(results)
+    return "\n".join(lines) + ("\n\n" + kinds if kinds else "")
+
+
+def kind_table(results: dict) -> str:
+    """Per kind of edit (a row each) and method (a column each), at the ablations' ``r``: edit
+    success · background PSNR · mask IoU ("" with fewer than two kinds)."""
+    by_kind = results.get("by_kind", {})
+    if len(by_kind) < 2:
+        return ""
+    r = rkey(results["ablations"]["r"])
+    methods = [m for m in results["methods"] if any(r in by_kind[k].get(m, {}) for k in by_kind)]
+    lines = [f"Per kind of edit at r = {r} (edits of each kind; edit success · PSNR outside the true edited region "
+             "· mask IoU):", "",
+             "| kind | " + " | ".join(methods) + " |", "| --- |" + " ---: |" * len(methods)]
+    for kind, by_method in by_kind.items():
+        cells = []
+        for m in methods:
+            v = by_method.get(m, {}).get(r)
+            if v is None:
+                cells.append("")
+                continue
+            iou = "—" if not np.isfinite(v["mask_iou"]) else f"{v['mask_iou']:.2f}"
+            psnr = "—" if not np.isfinite(v["background_psnr"]) else f"{v['background_psnr']:.1f} dB"
+            cells.append(f"{100 * v['edit_success']:.0f} % · {psnr} · {iou}")
+        count = by_method.get("diffedit", {}).get(r, {}).get("count", "?")
+        lines.append(f"| {kind} ({count}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

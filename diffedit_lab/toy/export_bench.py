@@ -5,8 +5,8 @@ path (real PIE-Bench) and its direct path (the shapes world) are tested on the s
 
 Writes ``DIR/mapping_file.json`` and ``DIR/annotation_images/<type>_<kind>/<id>.png`` for the
 edits the quality bench uses (:func:`~diffedit_lab.toy.quality.held_out_edits` from the bench's
-seed, of ``--world`` — default the built-in model's, as the bench's: classic, shape and colour changes alternating; rich, ``--kinds`` in turn),
-each with the PIE-Bench type nearest to its kind (:data:`TYPE_IDS`: shape 1 "change object",
+seed, of ``--world`` — default the built-in model's, as the bench's: classic, shape and colour
+changes alternating; rich, ``--kinds`` in turn), each with the PIE-Bench type nearest to its kind (:data:`TYPE_IDS`: shape 1 "change object",
 size 4 "change attribute (content)", colour 6 "change attribute (color)", remove 3 "delete
 object", background 8 "change background", night 9 "change style"). Per id: ``image_path``,
 ``original_prompt`` and ``editing_prompt`` with the changed words in ``[...]``,
