@@ -14,8 +14,10 @@ its kinds in turn (``--kinds``, default colour, shape, size, background, remove:
 100), the classic world: shape and colour changes alternating; every figure also per kind
 (``by_kind``):
 
-* **edit success** — the pixel checker finds the target object at its place;
-* **untouched kept** — it finds the other object unchanged at its place;
+* **edit success** — the pixel checker (``toy.rich_checker`` or ``toy.checker``) reads what the
+  target text says at its place: the object's new colour, shape or size, the new background, the
+  removed object gone;
+* **untouched kept** — it finds every other object unchanged at its place;
 * **background PSNR / SSIM** — outside the true edited region dilated by 2 px (PSNR capped at
   100 dB, as in ``toy/quality.py``);
 * **mask IoU** — against the true region, for the methods that have a mask: DiffEdit's mask at
