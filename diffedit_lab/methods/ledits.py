@@ -154,7 +154,8 @@ def ledits_pp(
 
     ``concepts``/``reverse``: LEDITS++'s editing prompts and directions; default: the target's
     changed words (added) and the source's (removed, ``reverse=True``) — ``"blue" → "green"``
-    gives ``["green", "blue"]``, ``[False, True]``. ``steps``, ``skip``, ``source_guidance``,
+    gives ``["green", "blue"]``, ``[False, True]``; a removal (the target only drops words) gives
+    the dropped words alone, reversed. ``steps``, ``skip``, ``source_guidance``,
     ``edit_guidance`` (``s_e``), ``edit_threshold`` (λ), ``warmup``: the pipeline's
     ``num_inversion_steps``, ``skip``, ``source_guidance_scale``, ``edit_guidance_scale``,
     ``edit_threshold``, ``edit_warmup_steps`` (its defaults, except ``steps``).
