@@ -164,6 +164,25 @@ def test_mask_ious_score_each_closing_as_noise_diff_mask_makes_it(tiny_component
     assert "close" in tune.format_masks(rows).splitlines()[0]
 
 
+def test_mask_ious_take_the_masks_at_the_edits_steps(tiny_components):
+    """The mask's noise level is a timestep of the DDIM grid: the grid must score the masks at the
+    steps the edits will run (it used the paper's 50 whatever ``--steps`` said)."""
+    edits = tune.validation_edits(2)
+    grid = dict(mask_noise=(0.5,), clamp_ratio=(100.0,), threshold=(0.4,), rescale=("range",), fill_holes=(False,))
+
+    def direct(steps):
+        return np.mean([float(mask_iou(noise_diff_mask(tiny_components, Image.fromarray(e.scene.image), e.source,
+                                                       e.target, n=2, mask_noise=0.5, guidance=3.0, clamp_ratio=100.0,
+                                                       threshold=0.4, rescale="range", steps=steps, seed=i,
+                                                       progress=False).upsampled((64, 64))[0].numpy(), e.mask))
+                        for i, e in enumerate(edits)])
+
+    for steps in (3, 5):
+        rows = tune.mask_ious(tiny_components, edits, guidance=3.0, n=2, grid=grid, steps=steps, progress=False)
+        assert rows[0]["mask_iou"] == pytest.approx(direct(steps))
+    assert direct(3) != direct(5)  # the two noise levels give other masks: the test can tell them apart
+
+
 def test_mask_ious_score_each_rescale_as_noise_diff_mask_makes_it(tiny_components):
     edits = tune.validation_edits(2)
     grid = dict(mask_noise=(0.6,), clamp_ratio=(100.0,), threshold=(0.4,), rescale=("mean", "range"),

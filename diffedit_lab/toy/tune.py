@@ -92,12 +92,14 @@ def model_validation_edits(c: Components, n: int, world: str | None = None) -> t
 
 
 def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid: dict | None = None,
-              progress: bool = True) -> list[dict]:
+              steps: int | None = None, progress: bool = True) -> list[dict]:
     """Mean IoU of the mask at 64×64 against the true region for every (mask strength, clamp
     ratio, threshold, rescale, fill holes, closing) of ``grid`` (default :data:`MASK_GRID`; a grid
     without ``rescale`` tries ``"mean"`` only, without ``close`` 0 only), best first. The mean leaves out the whole-image kinds
     (:data:`~diffedit_lab.toy.world.WHOLE_IMAGE_KINDS`, where no mask can help) unless every edit
-    is of one; each kind's own mean is in ``mask_iou_<kind>``."""
+    is of one; each kind's own mean is in ``mask_iou_<kind>``. ``steps``: the DDIM steps the edits
+    will run (None: the paper's 50) — the mask's noise level is a timestep of that grid (the first
+    of its last ``⌊steps·s⌋``), so a strength ``s`` means a different ``t`` at another count."""
     grid = dict(dict(rescale=("mean",), close=(0,)), **(grid or MASK_GRID))
     from ..mask import noise_diff_mask
     from ..metrics import mask_iou
@@ -106,7 +108,7 @@ def mask_ious(c: Components, edits: list[Edit], *, guidance: float, n: int, grid
     for i, e in enumerate(tqdm(edits, desc="masks", disable=not progress)):
         for s in grid["mask_noise"]:
             m = noise_diff_mask(c, Image.fromarray(e.scene.image), e.source, e.target, n=n, mask_noise=s,
-                                guidance=guidance, seed=i, progress=False)
+                                guidance=guidance, steps=steps, seed=i, progress=False)
             for kappa, tau, how, fill, k in itertools.product(grid["clamp_ratio"], grid["threshold"], grid["rescale"],
                                                               grid["fill_holes"], grid["close"]):
                 mask = m.rethreshold(clamp_ratio=kappa, threshold=tau, rescale=how,
@@ -318,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     edits, world, why = model_validation_edits(c, max(a.edits, a.mask_edits), a.world)
     print(f"{a.model or 'embedded toy model'}: validation edits of the {world} world ({why})")
     model = EditSettings.for_model(c)
-    masks = mask_ious(c, edits[:a.mask_edits], guidance=model.guidance, n=model.n, progress=not a.no_progress)
+    masks = mask_ious(c, edits[:a.mask_edits], guidance=model.guidance, n=model.n, steps=a.steps,
+                      progress=not a.no_progress)  # the masks at the steps the edits run (their noise level)
     print(format_masks(masks[:10]))
     best_mask = {k: masks[0][k] for k in MASK_GRID}
     rows = edit_scores(c, edits[:a.edits], a.steps, [best_mask] + ([PAPER_MASK] if best_mask != PAPER_MASK else []),
