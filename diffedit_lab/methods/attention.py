@@ -70,15 +70,19 @@ def changed_token_positions(tokenizer, source: str, target: str) -> list[int]:
     ``"a red circle and a blue square" → "a red circle and a green square"`` gives the position
     of ``green``. Raises if no token of the target changed (nothing to localise).
     """
-    check_prompt("source", source)
-    check_prompt("target", target, required=True)
-    if not isinstance(source, str) or not isinstance(target, str):
-        raise TypeError("the cross-attention mask needs the source and target as texts (not embeddings).")
+    _check_texts(source, target)
     positions = _diff_positions(tokenizer, source, target)
     if not positions:
         raise ValueError(f"target {target!r} has no word that is not in source {source!r}: the cross-attention "
                          "mask needs a changed word; change a word of the target.")
     return positions
+
+
+def _check_texts(source, target) -> None:
+    check_prompt("source", source)
+    check_prompt("target", target, required=True)
+    if not isinstance(source, str) or not isinstance(target, str):
+        raise TypeError("the cross-attention mask needs the source and target as texts (not embeddings).")
 
 
 def _diff_positions(tokenizer, a: str, b: str) -> list[int]:
@@ -93,10 +97,7 @@ def changed_positions_both(tokenizer, source: str, target: str) -> tuple[list[in
     that the target replaces or drops (none when ``source`` is empty). One of them may be empty
     — a removal (``"a red circle and a blue star" → "a blue star"``) has only ``J_R`` — but not
     both: raises when no word changed."""
-    check_prompt("source", source)
-    check_prompt("target", target, required=True)
-    if not isinstance(source, str) or not isinstance(target, str):
-        raise TypeError("the cross-attention mask needs the source and target as texts (not embeddings).")
+    _check_texts(source, target)
     positions = _diff_positions(tokenizer, source, target)
     source_positions = _diff_positions(tokenizer, target, source) if source else []
     if not positions and not source_positions:

@@ -2,7 +2,7 @@
 
 The built-in model's VAE saw only shapes-world scenes. In the classic world: a few palette
 colours over one background, mixed at anti-aliased edges, ``x = a·C_k + (1 − a)·B``
-(``world.render``); in the rich world: eight jittered colours over textured backgrounds, some at
+(``world.render``); in the rich world: six jittered colours over textured backgrounds, some at
 night (``world.render_rich``). Its round trip ``D(E(x))`` (:func:`diffedit_lab.metrics.representability`)
 is good on such images and poor on anything else. Two figures say *what* is foreign in an image,
 in RGB units (0–255 per channel, distances up to 441):
