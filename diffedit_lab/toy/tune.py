@@ -1,7 +1,7 @@
 """Choose the DiffEdit settings recorded with the toy model (``diffedit_lab.json``).
 
     python -m diffedit_lab.toy.tune [--model DIR] [--edits 24] [--mask-edits 48] [--steps 25] [--write]
-    python -m diffedit_lab.toy.tune --steps-curve 10 20 30 50 [--out DIR] [--model DIR] [--edits 24] [--write]
+    python -m diffedit_lab.toy.tune --steps-curve 10 15 20 25 [--out DIR] [--model DIR] [--edits 120] [--write]
 
 Two stages, both on *validation* edits of the model's world (seeds from ``VALIDATION_SEED``:
 disjoint from training, < 10 000 000, and from the held-out seeds of
@@ -13,7 +13,8 @@ rich world's every kind in turn, and each kind's mask IoU printed beside the mea
    ``"range"``, the paper's min–max; κ = 100 is "range" without clamping) and hole
    filling are chosen for the mean IoU between the inferred mask at 64×64
    (:meth:`~diffedit_lab.mask.MaskResult.upsampled`) and the true edited region. Only the mask
-   pass runs (``n`` draws per strength); each ``(κ, τ, rescale, fill, close)`` re-thresholds. A
+   pass runs (``n`` draws per strength, at ``--steps``: ``s`` picks a timestep of that DDIM grid,
+   so the masks are those the edits will use); each ``(κ, τ, rescale, fill, close)`` re-thresholds. A
    background edit changes most of the image, so ``mean(D)`` is the background's own level and
    ``"mean"`` finds it only with ``κτ < 1`` (which takes nearly everything for an object edit);
    ``"range"`` can find both kinds with one setting. A shape change
