@@ -1,7 +1,7 @@
 """Choose the DiffEdit settings recorded with the toy model (``diffedit_lab.json``).
 
     python -m diffedit_lab.toy.tune [--model DIR] [--edits 24] [--mask-edits 48] [--steps 25] [--write]
-    python -m diffedit_lab.toy.tune --steps-curve 10 15 20 25 [--out DIR] [--model DIR] [--edits 120] [--write]
+    python -m diffedit_lab.toy.tune --steps-curve 10 15 20 25 [--out DIR] [--model DIR] [--edits N] [--write]
 
 Two stages, both on *validation* edits of the model's world (seeds from ``VALIDATION_SEED``:
 disjoint from training, < 10 000 000, and from the held-out seeds of
