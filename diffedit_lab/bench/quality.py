@@ -97,7 +97,7 @@ from pathlib import Path
 import torch
 
 from ..models import set_threads
-from ..toy.quality import MASKED_KINDS
+from ..toy.quality import MASKED_KINDS, held_out_kinds
 from ..toy.world import KINDS, WORLDS
 from .pie import DEFAULT_CLIP
 from .quality_report import (  # noqa: F401  (the public API of the benchmark, re-exported)
@@ -188,12 +188,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    if a.kinds:
-        unknown = [k for k in a.kinds if k not in KINDS]
-        if unknown:
-            p.error(f"unknown kind(s) {', '.join(unknown)}: choose from {', '.join(KINDS)}")
-        if a.world == "classic" and set(a.kinds) != {"shape", "colour"}:
-            p.error("the classic world has shape and colour edits only: leave out --kinds or use --world rich")
+    if a.kinds:  # the model's world is checked in resolve(), once the model is loaded
+        try:
+            held_out_kinds(a.world or "rich", tuple(a.kinds))
+        except ValueError as err:
+            p.error(str(err))
     return a
 
 

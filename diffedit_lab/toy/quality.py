@@ -230,8 +230,8 @@ def held_out_kinds(world: str, kinds: tuple[str, ...] | None = None) -> tuple[st
     (the only ones it has); rich ``kinds`` (default :data:`MASKED_KINDS`), each one of ``KINDS``."""
     if world == "classic":
         if kinds and set(kinds) != {"shape", "colour"}:
-            raise ValueError(f"the classic world's held-out edits alternate shape and colour; kinds "
-                             f"{', '.join(kinds)} need the rich world (--world rich)")
+            raise ValueError(f"the classic world has shape and colour edits only (its held-out edits alternate "
+                             f"them): kinds {', '.join(kinds)} need the rich world (--world rich)")
         return ("shape", "colour")
     if world != "rich":
         raise ValueError(f"world must be 'classic' or 'rich', got {world!r}")
@@ -332,12 +332,7 @@ def score_edit(e: Edit, output: np.ndarray, mask: np.ndarray) -> dict[str, float
     capped at ``PSNR_CAP`` dB (an identical background would be +∞ and swamp the mean). A rich
     world's edit is judged by :func:`diffedit_lab.toy.rich_checker.check_edit`; its PSNR is NaN
     when the edited region is the whole image (night)."""
-    if e.scene.world == "rich":
-        from .rich_checker import check_edit as rich_check_edit
-
-        target_ok, kept = rich_check_edit(output, e)
-    else:
-        target_ok, kept = check_edit(output, e)
+    target_ok, kept = check_edit(output, e)  # a rich-world edit goes to the rich checker
     psnr = float(background_psnr(e.scene.image, output, e.mask, dilate=2))
     return dict(
         mask_iou=float(mask_iou(mask, e.mask)),

@@ -84,12 +84,7 @@ def ledits_concepts(e: Edit) -> dict:
 def score_image(e: Edit, output) -> dict[str, float]:
     """Edit success, untouched kept and background PSNR of an edited image (H, W, 3) uint8."""
     out = np.asarray(output.convert("RGB") if isinstance(output, Image.Image) else output)
-    if e.scene.world == "rich":
-        from .rich_checker import check_edit as rich_check_edit
-
-        target_ok, kept = rich_check_edit(out, e)
-    else:
-        target_ok, kept = check_edit(out, e)
+    target_ok, kept = check_edit(out, e)  # a rich-world edit goes to the rich checker
     psnr = float(background_psnr(e.scene.image, out, e.mask, dilate=2))
     return dict(edit_success=float(target_ok), untouched_kept=float(kept), background_psnr=min(psnr, PSNR_CAP))
 
