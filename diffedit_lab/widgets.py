@@ -377,6 +377,9 @@ KIND_LABELS = {"colour": "change a colour", "shape": "change a shape", "size": "
                "background": "change the background", "remove": "remove an object",
                "night": "make it night (whole image)"}
 """The explorer's names for the shapes world's edit kinds (``toy.world.KINDS``)."""
+CHECKED = {"colour": "target object", "shape": "target object", "size": "target object",
+           "background": "new background", "remove": "object removed", "night": "night"}
+"""What the toy checker's success means for each kind of edit, in the explorer's status line."""
 
 
 class Explorer(_App):
@@ -679,7 +682,9 @@ class Explorer(_App):
             from .toy.checker import check_edit
 
             made, kept = check_edit(self.result.image, self.scored_edit)
-            lines.append(f"toy checker: target object {'✓' if made else '✗'}, other object kept {'✓' if kept else '✗'}")
+            lines.append(f"toy checker: {CHECKED[self.scored_edit.kind]} {'✓' if made else '✗'}, "
+                         f"{'the rest' if self.scored_edit.kind in ('background', 'night') else 'other objects'} "
+                         f"kept {'✓' if kept else '✗'}")
         elif self.reading is not None:
             lines.append(f"toy checker: {self.no_score_line()}")
         warning = self.input_warning()

@@ -322,10 +322,12 @@ def test_rich_check_edit(kind):
         tgt = e.target_scene
         assert check_edit(e.target_scene.image, e) == (True, True)  # a perfect edit
         assert check_edit(e.scene.image, e) == (False, True)  # nothing edited
-        # another object changed (its colour): the untouched object is not kept
-        others = [k for k in range(len(tgt.objects)) if kind == "remove" or k != e.index]
+        # another object changed (its colour): the untouched object is not kept. A background or
+        # night edit touches no object: any object changed fails it — the one at e.index too.
+        untouched_all = kind in ("remove", "background", "night")
+        others = [k for k in range(len(tgt.objects)) if untouched_all or k != e.index]
         if others:
-            k = others[0]
+            k = e.index if kind in ("background", "night") else others[0]
             o = tgt.objects[k]
             changed = replace(o, colour=next(c for c in ("blue", "yellow") if c != o.colour), rgb=None)
             objs = tuple(changed if j == k else x for j, x in enumerate(tgt.objects))

@@ -399,6 +399,37 @@ def test_builtin_explorer_explains_only_an_image_it_cannot_represent():
     assert app.roundtrip.ok and app.world_fit is None and "shapes world:" not in html_of(app.input_output)
 
 
+def test_builtin_explorer_scores_rich_scenes_by_their_own_world():
+    """A textured or night scene of the built-in model's rich world is scored as the world drew it:
+    the scene's own texts score the scene's own edit, and a text the student types is read with
+    the scene's background and time of day (the world's true target passes that checker)."""
+    from dataclasses import replace
+
+    from diffedit_lab import load_components
+    from diffedit_lab.toy.checker import check_edit
+    from diffedit_lab.toy.world import render_rich
+
+    app = widgets.explorer(load_components(device="cpu"), scene=1, kind="background", settings=SMALL)
+    spec = app.edit_spec
+    assert spec.scene.background != "plain" and app.scored_edit is spec
+    app.run_button.click()  # the verdict is named for the kind
+    assert "toy checker: new background" in app.status.value and "the rest kept" in app.status.value
+    app.controls["target"].value = spec.source + " at night"  # the student's own edit: night
+    assert app.scored_edit.kind == "night" and app.scored_edit.target_scene.background == spec.scene.background
+    app.controls["kind"].value = "colour"
+    app.controls["scene"].value = 0  # a night scene
+    spec = app.edit_spec
+    assert spec.scene.night and app.scored_edit is spec
+    other = next(c for c in ("red", "blue") if c not in spec.target)
+    obj = spec.target_scene.objects[spec.index]
+    app.controls["target"].value = spec.target.replace(f"{obj.colour} {obj.shape}", f"{other} {obj.shape}", 1)
+    assert app.scored_edit.kind == "colour" and app.scored_edit.target_scene.night
+    truth = replace(spec.target_scene.objects[spec.index], colour=other, rgb=None)
+    objs = tuple(truth if k == spec.index else o for k, o in enumerate(spec.target_scene.objects))
+    image = render_rich(objs, spec.scene.backdrop, spec.scene.background, True).image
+    assert check_edit(image, app.scored_edit) == (True, True)
+
+
 def test_explorer_warns_on_an_upload_the_model_cannot_represent(tiny_components):
     """The tiny *random* model represents nothing (a real-checkpoint stand-in): the figure and a
     warning with no toy-specific advice."""

@@ -219,9 +219,7 @@ def held_out_edits(n: int, seed: int = HELD_OUT_SEED, *, world: str = "classic",
     ``len(kinds)`` edits has as many of each. Edit ``i`` depends on ``i`` only: any share
     (``first``) of the sequence holds the same edits as the whole."""
     base = seed + EDIT_SEED_OFFSET
-    kinds = held_out_kinds(world, kinds)
-    if world == "classic":
-        return [make_edit(base + i, "shape" if i % 2 == 0 else "colour") for i in range(first, first + n)]
+    kinds = held_out_kinds(world, kinds)  # classic: ("shape", "colour"), alternating
     return [make_edit(base + i, kinds[i % len(kinds)], world=world) for i in range(first, first + n)]
 
 

@@ -285,8 +285,8 @@ def find_object(found: list[Detection], obj: Obj, true_mask: np.ndarray, exclude
 def check_edit(output, edit: Edit, min_area: int = MIN_AREA) -> tuple[bool, bool]:
     """``(success, untouched_kept)`` for an edit of the rich world.
 
-    untouched_kept: every object the edit does not touch is found unchanged at its place
-    (distinct detections), and — unless the edit changes them — the background and the time
+    untouched_kept: every object the edit does not touch (background, night: every object) is
+    found unchanged at its place (distinct detections), and — unless the edit changes them — the background and the time
     of day read as the target's. success, by kind: colour/shape/size — the edited object is
     found in its new form at its place; remove — no detection covers more than a third of the
     removed object's area (nor has its centroid in it) and the background reads as the
@@ -295,7 +295,7 @@ def check_edit(output, edit: Edit, min_area: int = MIN_AREA) -> tuple[bool, bool
     r = read(output, min_area)
     src, tgt, i, kind = edit.scene, edit.target_scene, edit.index, edit.kind
     bg_ok, night_ok = r.background == tgt.background, r.night == tgt.night
-    if kind == "remove":
+    if kind in ("remove", "background", "night"):  # every object the target shows is one the edit leaves
         others = [(o, m) for o, m in zip(tgt.objects, tgt.masks)]
     else:
         others = [(o, m) for k, (o, m) in enumerate(zip(tgt.objects, tgt.masks)) if k != i]

@@ -15,25 +15,31 @@ background. Any other word is *unknown*.
 **Reading an edit** (:func:`read_edit`), given the scene (its objects, left to right):
 
 * a target naming as many objects as the scene: object ``k`` of the target is object ``k``
-  of the scene (captions name objects left to right);
+  of the scene (captions name objects left to right). It is a whole caption, and the world's
+  captions leave "plain" and "day" unsaid: in the rich world no background word means the
+  plain background, no "night" means day;
 * a target naming fewer objects (e.g. "a blue square"): the source says which object it
   replaces when it names as many objects ("a green square" → "a blue square": the scene's one
   green square); with no usable source, the one scene object that differs from the target in
-  a single attribute.
+  a single attribute. Rich world: a target that names every object but one, each as it is,
+  removes that one ("a big green triangle and a big yellow star" → "a big yellow star"). The
+  background and time of day stay the scene's unless the target names them.
 
-The texts describe an edit the world can score when exactly one object changes exactly one
-attribute the world draws (a field of ``world.Obj``: colour, shape, …) to a value of its word
-list. Then the edit is rebuilt like ``world.make_edit`` builds its own: the target scene is
-rendered, and the true region is the union of the object before and after,
-``T = M_before ∪ M_after`` (for a colour change, the object itself). Otherwise — an unknown
-word, two changes, nothing changed, an added object, an ambiguous object — there is no true
-mask, and :class:`Reading` says why in one line.
+The texts describe an edit the world can score when they make exactly one change of a kind
+the world draws: one attribute of one object (a field of ``world.Obj``: colour, shape, size)
+to a value of its word list; in the rich world also the background, one object removed, or
+day → night. Then the edit is rebuilt like ``world.make_edit`` builds its own — the target
+scene drawn over the scene's own backdrop, colours at their names' RGB, a new size at the
+same place in the other size's range of radii — and its true region is the world's:
+``T = M_before ∪ M_after`` for an object (for a colour change, the object itself), the
+removed object's area, the background, or the whole image (night). Otherwise — an unknown
+word, two changes, nothing changed, an added object, an ambiguous object, night → day — there
+is no true mask, and :class:`Reading` says why in one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -90,12 +96,14 @@ class Phrase:
 @dataclass(frozen=True)
 class Caption:
     """A text read with the world's words: its objects left to right, the background word (if
-    any), and the words that are not the world's (``unknown``, in order of appearance)."""
+    any), the words that are not the world's (``unknown``, in order of appearance) and whether
+    it says "night" (a word of the rich world only)."""
 
     text: str
     objects: tuple[Phrase, ...]
     background: str | None
     unknown: tuple[str, ...]
+    night: bool = False
 
 
 def parse(text: str, world_name: str = "classic") -> Caption:
@@ -114,7 +122,8 @@ def parse(text: str, world_name: str = "classic") -> Caption:
         if w in shapes and k > 0 and words[k - 1] in colours:
             size = words[k - 2] if k > 1 and words[k - 2] in sizes else None
             objects.append(Phrase(words[k - 1], w, size))
-    return Caption(str(text), tuple(objects), background, unknown)
+    night = "night" in words and "night" in known
+    return Caption(str(text), tuple(objects), background, unknown, night)
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,11 @@ def _no(reason: str) -> Reading:
 
 def read_edit(scene, source: str, target: str) -> Reading:
     """The edit ``source`` → ``target`` describes on ``scene`` (a ``world.Scene``, or a
-    ``world.Edit`` whose ``scene`` is used), or why there is none (module docstring)."""
+    ``world.Edit`` whose ``scene`` is used), or why there is none (module docstring). An
+    ``Edit`` read with its own two texts is itself: the world knows its edit (which of two
+    alike objects went, the new radius) better than its texts can say."""
+    if isinstance(scene, world.Edit) and (source, target) == (scene.source, scene.target):
+        return Reading(scene, f"the scene's own {scene.kind} edit")
     scene = _scene_of(scene)
     words_of = getattr(scene, "world", "classic")  # the scene's world decides the words
     tgt = parse(target, words_of)
@@ -168,18 +181,26 @@ def read_edit(scene, source: str, target: str) -> Reading:
         return _no(f"{words} {'is not a word' if len(tgt.unknown) == 1 else 'are not words'} of the shapes world")
     order = sorted(range(len(scene.objects)), key=lambda k: scene.objects[k].cx)  # left to right
     current = [_phrase(scene.objects[k]) for k in order]
+    background, night = _setting(scene, tgt, whole=len(tgt.objects) == len(current))
+    if night != getattr(scene, "night", False):
+        return _night_edit(scene, tgt, current, night)
     if not tgt.objects:
-        if tgt.background is not None:
-            return _edit_background(scene, tgt.background)
+        if background != getattr(scene, "background", background):
+            return _edit_background(scene, background)
         return _no("the target names no “colour shape” object")
     if len(tgt.objects) > len(current):
         return _no(f"the target names {len(tgt.objects)} objects, the scene has {len(current)}: "
                    "the world scores changes of objects already there")
-    if tgt.background is not None and tgt.background != getattr(scene, "background", tgt.background):
-        return _no("the target changes the background and objects: the checker scores one change")
+    if background != getattr(scene, "background", background):
+        if not _as_they_are(current, tgt):
+            return _no("the target changes the background and objects: the checker scores one change")
+        return _edit_background(scene, background)
     if len(tgt.objects) == len(current):
         pairs = [(order[j], current[j], tgt.objects[j]) for j in range(len(current))]
     else:
+        removed = _removed(current, tgt) if words_of == "rich" else None
+        if removed is not None:
+            return removed if isinstance(removed, Reading) else _edit_remove(scene, order[removed])
         pair = _anchor(current, order, parse(source, words_of), tgt)
         if isinstance(pair, Reading):
             return pair
@@ -192,6 +213,42 @@ def read_edit(scene, source: str, target: str) -> Reading:
         return _no(f"the target makes {n} changes: the checker scores one change of one object")
     (index, ((attr, value),)) = changed[0]
     return _edit_object(scene, index, attr, value)
+
+
+def _setting(scene, tgt: Caption, whole: bool) -> tuple[str | None, bool]:
+    """The background and time of day the target asks for. A target that names every object
+    is a whole caption, and the world's captions leave "plain" and "day" unsaid: no background
+    word means plain, no "night" means day. A target naming fewer objects keeps the scene's
+    unless it names them."""
+    background, night = getattr(scene, "background", None), getattr(scene, "night", False)
+    if getattr(scene, "world", "classic") != "rich":
+        return background, night
+    if whole:
+        return tgt.background or "plain", tgt.night
+    return tgt.background or background, tgt.night or night
+
+
+def _as_they_are(current: list[Phrase], tgt: Caption) -> bool:
+    """Whether the target names the scene's objects unchanged: a whole caption each at its place,
+    a shorter one each somewhere in the scene."""
+    if len(tgt.objects) == len(current):
+        return all(map(_matches, current, tgt.objects))
+    return all(any(_matches(p, t) for p in current) for t in tgt.objects)
+
+
+def _removed(current: list[Phrase], tgt: Caption) -> int | Reading | None:
+    """For a target that names one object fewer than the scene, all of them as they are (in
+    order): the place (left to right) of the object it leaves out — a removal; a
+    :class:`Reading` when two or more could be the one; ``None`` when the target
+    is not the scene less one object (then it names a change of an object)."""
+    if len(tgt.objects) != len(current) - 1:
+        return None
+    gone = [j for j in range(len(current))
+            if all(_matches(p, t) for p, t in zip(current[:j] + current[j + 1:], tgt.objects))]
+    if len(gone) > 1:
+        return _no(f"the target leaves out one of {len(gone)} objects it could be ({current[gone[0]].name}, "
+                   f"{current[gone[1]].name}): no true region")
+    return gone[0] if gone else None
 
 
 def _anchor(current, order, src: Caption, tgt: Caption):
@@ -219,13 +276,18 @@ def _anchor(current, order, src: Caption, tgt: Caption):
     return order[hits[0]], current[hits[0]], new
 
 
-def _render(scene, objects):
-    """``world.render`` of ``objects`` over ``scene``'s background (where the world has several)."""
-    kwargs = {}
-    background = getattr(scene, "background", None)
-    if background is not None and "background" in inspect.signature(world.render).parameters:
-        kwargs["background"] = background
-    return world.render(tuple(objects), **kwargs)
+def _render(scene, objects, background: str | None = None, night: bool | None = None):
+    """``scene``'s objects replaced by ``objects``, drawn as its world draws them: the classic
+    world over its one background (``world.render``), the rich world over the scene's own
+    backdrop (``world.render_rich``) — or, for another ``background``, over a texture of it
+    (drawn from seed 0: the checker reads the background's name, not its exact pixels)."""
+    if getattr(scene, "world", "classic") != "rich":
+        return world.render(tuple(objects))
+    background = scene.background if background is None else background
+    night = scene.night if night is None else night
+    backdrop = scene.backdrop if background == scene.background else world.texture(
+        background, np.random.default_rng(0), scene.image.shape[0])
+    return world.render_rich(tuple(objects), backdrop, background, night)
 
 
 def _new_edit(scene, target_scene, mask, index: int, kind: str):
@@ -240,7 +302,15 @@ def _edit_object(scene, index: int, attr: str, value: str) -> Reading:
     fields = {f.name for f in dataclasses.fields(old)}
     if attr not in fields or not isinstance(getattr(old, attr), str):
         return _no(f"the world cannot draw a {attr} change")
-    new = dataclasses.replace(old, **{attr: value})
+    changes = {attr: value}
+    if attr == "colour" and "rgb" in fields:
+        changes["rgb"] = None  # the colour's own RGB (the world's jitter is a draw, not a name)
+    if attr == "size":
+        r = _new_radius(scene, index, value)
+        if r is None:
+            return _no(f"a {value} {old.colour} {old.shape} has no room there: the world cannot draw this size change")
+        changes["r"] = r
+    new = dataclasses.replace(old, **changes)
     objects = tuple(new if k == index else o for k, o in enumerate(scene.objects))
     target_scene = _render(scene, objects)
     mask = scene.masks[index] | target_scene.masks[index]
@@ -249,15 +319,47 @@ def _edit_object(scene, index: int, attr: str, value: str) -> Reading:
                          f"a {_phrase(new).name}")
 
 
+def _new_radius(scene, index: int, size: str) -> float | None:
+    """A radius of ``size`` for object ``index`` at its place, as the world draws a size change:
+    the same place in the other size's range of radii, or the nearest radius of that range that
+    leaves the others clear (``None``: none does)."""
+    old = scene.objects[index]
+    (lo, hi), (lo2, hi2) = world.SIZE_RANGE[old.size], world.SIZE_RANGE[size]
+    same_place = lo2 + (min(max(old.r, lo), hi) - lo) / (hi - lo) * (hi2 - lo2)
+    others = [o for k, o in enumerate(scene.objects) if k != index]
+    for r in [same_place, *sorted(np.linspace(lo2, hi2, 11), key=lambda r: abs(r - same_place))]:
+        if world._fits(dataclasses.replace(old, r=float(r)), others):
+            return float(r)
+    return None
+
+
 def _edit_background(scene, background: str) -> Reading:
-    if getattr(scene, "background", None) is None or "background" not in {f.name for f in dataclasses.fields(scene)}:
+    if getattr(scene, "world", "classic") != "rich":
         return _no("the world cannot draw a background change")
-    if background == scene.background:
-        return _no("the target describes the scene as it is: nothing to edit")
-    target_scene = dataclasses.replace(scene, background=background)
-    target_scene = _render(target_scene, scene.objects)
-    mask = ~np.any(np.stack(scene.masks), axis=0)
+    target_scene = _render(scene, scene.objects, background=background)
+    mask = scene.background_mask
     return Reading(_new_edit(scene, target_scene, mask, -1, "background"), f"background edit: {background}")
+
+
+def _edit_remove(scene, index: int) -> Reading:
+    objects = tuple(o for k, o in enumerate(scene.objects) if k != index)
+    target_scene = _render(scene, objects)
+    edit = _new_edit(scene, target_scene, scene.masks[index].copy(), index, "remove")
+    return Reading(edit, f"remove edit: the {scene.objects[index].name} goes")
+
+
+def _night_edit(scene, tgt: Caption, current: list[Phrase], night: bool) -> Reading:
+    """Day → night, everything else as it is (the world's whole-image kind); night → day is no
+    edit of the world."""
+    if not night:
+        return _no("the target turns night into day: the world has no such edit (say “at night”)")
+    if not _as_they_are(current, tgt):
+        return _no("the target changes the time of day and objects: the checker scores one change")
+    if tgt.background is not None and tgt.background != scene.background:
+        return _no("the target changes the time of day and the background: the checker scores one change")
+    target_scene = _render(scene, scene.objects, night=True)
+    mask = np.ones(scene.image.shape[:2], bool)
+    return Reading(_new_edit(scene, target_scene, mask, -1, "night"), "night edit: the whole image")
 
 
 def edit_from_texts(scene, source: str, target: str):
