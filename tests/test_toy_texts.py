@@ -132,6 +132,8 @@ def test_rich_texts_read_the_world_s_caption_conventions():
     assert night.scene.night
     r = texts.read_edit(night, night.source, night.source.replace(" at night", ""))
     assert not r and "night into day" in r.reason
+    r = texts.read_edit(night.scene, night.source, "a big purple star and a small red star")  # and a new shape
+    assert not r and "changes objects and turns night into day" in r.reason
     r = texts.read_edit(night.scene, night.source, night.target)
     assert r and r.edit.target_scene.night and check_edit(night.target_scene.image, r.edit) == (True, True)
 

@@ -351,12 +351,13 @@ def _edit_remove(scene, index: int) -> Reading:
 def _night_edit(scene, tgt: Caption, current: list[Phrase], night: bool) -> Reading:
     """Day → night, everything else as it is (the world's whole-image kind); night → day is no
     edit of the world."""
+    when = "turns night into day (no “at night”)" if not night else "makes it night"
+    if not _as_they_are(current, tgt):
+        return _no(f"the target changes objects and {when}: the checker scores one change")
+    if tgt.background is not None and tgt.background != scene.background:
+        return _no(f"the target changes the background and {when}: the checker scores one change")
     if not night:
         return _no("the target turns night into day: the world has no such edit (say “at night”)")
-    if not _as_they_are(current, tgt):
-        return _no("the target changes the time of day and objects: the checker scores one change")
-    if tgt.background is not None and tgt.background != scene.background:
-        return _no("the target changes the time of day and the background: the checker scores one change")
     target_scene = _render(scene, scene.objects, night=True)
     mask = np.ones(scene.image.shape[:2], bool)
     return Reading(_new_edit(scene, target_scene, mask, -1, "night"), "night edit: the whole image")
