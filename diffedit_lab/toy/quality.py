@@ -156,6 +156,7 @@ def _kind_figures(kind: str) -> tuple[Figure, ...]:
         Figure(f"mask_iou_{kind}", "  … mask IoU (image resolution)", "", _bar(IOU_BARS[kind])),
         Figure(f"kept_{kind}", "  … untouched objects kept", "%"),
         Figure(f"ceiling_kept_{kind}", "  … kept, the true target through the VAE (ceiling)", "%"),
+        Figure(f"true_mask_kept_{kind}", "  … kept, the true region as the mask (--true-mask)", "%"),
         Figure(f"background_psnr_{kind}", f"  … PSNR {where}", "dB"),
     )
 
@@ -526,7 +527,7 @@ def measure_rich(c: Components, *, scenes: int, edits: int, classic_edits: int, 
     (``edits``; the classic block's in ``classic_edits``) and the settings used. Images are
     drawn at the model's size; ``edits`` is rounded up to a multiple of ``len(KINDS)``.
     ``true_mask``: the same edits again with the true region as the mask
-    (:func:`run_true_mask_edits`), ``true_mask_success_<kind>``."""
+    (:func:`run_true_mask_edits`), ``true_mask_success_<kind>`` and ``true_mask_kept_<kind>``."""
     from ..inputs import model_side
 
     size = model_side(c)
@@ -550,7 +551,9 @@ def measure_rich(c: Components, *, scenes: int, edits: int, classic_edits: int, 
         if true_mask:
             truly = run_true_mask_edits(c, todo, steps=steps, progress=progress)
             for kind in KINDS:
-                metrics[f"true_mask_success_{kind}"] = mean_of([r for r in truly if r["kind"] == kind], "edit_success")
+                mine = [r for r in truly if r["kind"] == kind]
+                metrics[f"true_mask_success_{kind}"] = mean_of(mine, "edit_success")
+                metrics[f"true_mask_kept_{kind}"] = mean_of(mine, "untouched_kept")
     classic_rows: list[dict] = []
     if classic_edits:
         classic_rows = run_edits(c, held_out_edits(classic_edits, seed), steps=steps, seed=seed, progress=progress)
