@@ -153,7 +153,8 @@ def test_ceilings_score_the_given_images_per_kind():
 
 
 def test_true_mask_edits_decode_with_each_edits_true_region(tiny_components, monkeypatch):
-    from diffedit_lab import denoise
+    import diffedit_lab.edit  # noqa: F401 — imported before the spy goes in, so that edit.py's own
+    from diffedit_lab import denoise  # `from .denoise import masked_denoise` binds the real one
 
     edits = q.rich_held_out_edits(6, size=32)
     seen = []
