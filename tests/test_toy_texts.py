@@ -128,6 +128,8 @@ def test_rich_texts_read_the_world_s_caption_conventions():
     # day → night is an edit of the whole image; night → day is none
     r = texts.read_edit(e, e.source, e.source + " at night")
     assert r and r.edit.kind == "night" and r.edit.mask.all() and r.edit.target_scene.night
+    r = texts.read_edit(e.scene, e.source, e.source.replace(" on bricks", " at night"))  # and plain: two changes
+    assert not r and "background and makes it night" in r.reason
     night = world.make_edit(0, "colour", world="rich")  # a night scene
     assert night.scene.night
     r = texts.read_edit(night, night.source, night.source.replace(" at night", ""))

@@ -183,7 +183,7 @@ def read_edit(scene, source: str, target: str) -> Reading:
     current = [_phrase(scene.objects[k]) for k in order]
     background, night = _setting(scene, tgt, whole=len(tgt.objects) == len(current))
     if night != getattr(scene, "night", False):
-        return _night_edit(scene, tgt, current, night)
+        return _night_edit(scene, tgt, current, night, background)
     if not tgt.objects:
         if background != getattr(scene, "background", background):
             return _edit_background(scene, background)
@@ -246,8 +246,8 @@ def _removed(current: list[Phrase], tgt: Caption) -> int | Reading | None:
     gone = [j for j in range(len(current))
             if all(_matches(p, t) for p, t in zip(current[:j] + current[j + 1:], tgt.objects))]
     if len(gone) > 1:
-        return _no(f"the target leaves out one of {len(gone)} objects it could be ({current[gone[0]].name}, "
-                   f"{current[gone[1]].name}): no true region")
+        names = ", ".join(dict.fromkeys(current[j].name for j in gone))
+        return _no(f"the target leaves out one of {len(gone)} objects it could be ({names}): no true region")
     return gone[0] if gone else None
 
 
@@ -348,13 +348,13 @@ def _edit_remove(scene, index: int) -> Reading:
     return Reading(edit, f"remove edit: the {scene.objects[index].name} goes")
 
 
-def _night_edit(scene, tgt: Caption, current: list[Phrase], night: bool) -> Reading:
+def _night_edit(scene, tgt: Caption, current: list[Phrase], night: bool, background: str | None) -> Reading:
     """Day → night, everything else as it is (the world's whole-image kind); night → day is no
     edit of the world."""
     when = "turns night into day (no “at night”)" if not night else "makes it night"
     if not _as_they_are(current, tgt):
         return _no(f"the target changes objects and {when}: the checker scores one change")
-    if tgt.background is not None and tgt.background != scene.background:
+    if background != scene.background:
         return _no(f"the target changes the background and {when}: the checker scores one change")
     if not night:
         return _no("the target turns night into day: the world has no such edit (say “at night”)")
