@@ -377,9 +377,11 @@ KIND_LABELS = {"colour": "change a colour", "shape": "change a shape", "size": "
                "background": "change the background", "remove": "remove an object",
                "night": "make it night (whole image)"}
 """The explorer's names for the shapes world's edit kinds (``toy.world.KINDS``)."""
-CHECKED = {"colour": "target object", "shape": "target object", "size": "target object",
-           "background": "new background", "remove": "object removed", "night": "night"}
-"""What the toy checker's success means for each kind of edit, in the explorer's status line."""
+CHECKED = {"colour": ("target object", "other objects"), "shape": ("target object", "other objects"),
+           "size": ("target object", "other objects"), "background": ("new background", "the rest"),
+           "remove": ("object removed", "other objects"), "night": ("night", "the rest")}
+"""What the toy checker's two verdicts mean for each kind of edit, in the explorer's status line:
+``(success, kept)`` names."""
 
 
 class Explorer(_App):
@@ -682,9 +684,8 @@ class Explorer(_App):
             from .toy.checker import check_edit
 
             made, kept = check_edit(self.result.image, self.scored_edit)
-            lines.append(f"toy checker: {CHECKED[self.scored_edit.kind]} {'✓' if made else '✗'}, "
-                         f"{'the rest' if self.scored_edit.kind in ('background', 'night') else 'other objects'} "
-                         f"kept {'✓' if kept else '✗'}")
+            success, rest = CHECKED[self.scored_edit.kind]
+            lines.append(f"toy checker: {success} {'✓' if made else '✗'}, {rest} kept {'✓' if kept else '✗'}")
         elif self.reading is not None:
             lines.append(f"toy checker: {self.no_score_line()}")
         warning = self.input_warning()

@@ -286,12 +286,12 @@ def check_edit(output, edit: Edit, min_area: int = MIN_AREA) -> tuple[bool, bool
     """``(success, untouched_kept)`` for an edit of the rich world.
 
     untouched_kept: every object the edit does not touch (background, night: every object) is
-    found unchanged at its place (distinct detections), and — unless the edit changes them — the background and the time
-    of day read as the target's. success, by kind: colour/shape/size — the edited object is
-    found in its new form at its place; remove — no detection covers more than a third of the
-    removed object's area (nor has its centroid in it) and the background reads as the
-    target's; background — the background reads as the target's; night — the image reads as
-    night, on the target's background."""
+    found unchanged at its place (distinct detections), and — unless the edit changes them —
+    the background and the time of day read as the target's. success, by kind:
+    colour/shape/size — the edited object is found in its new form at its place; remove — no
+    detection covers more than a third of the removed object's area (nor has its centroid in
+    it) and the background reads as the target's; background — the background reads as the
+    target's; night — the image reads as night, on the target's background."""
     r = read(output, min_area)
     src, tgt, i, kind = edit.scene, edit.target_scene, edit.index, edit.kind
     bg_ok, night_ok = r.background == tgt.background, r.night == tgt.night

@@ -174,7 +174,7 @@ def read_edit(scene, source: str, target: str) -> Reading:
     if isinstance(scene, world.Edit) and (source, target) == (scene.source, scene.target):
         return Reading(scene, f"the scene's own {scene.kind} edit")
     scene = _scene_of(scene)
-    words_of = getattr(scene, "world", "classic")  # the scene's world decides the words
+    words_of = scene.world  # the scene's world decides the words
     tgt = parse(target, words_of)
     if tgt.unknown:
         words = ", ".join(f"“{w}”" for w in tgt.unknown)
@@ -182,16 +182,16 @@ def read_edit(scene, source: str, target: str) -> Reading:
     order = sorted(range(len(scene.objects)), key=lambda k: scene.objects[k].cx)  # left to right
     current = [_phrase(scene.objects[k]) for k in order]
     background, night = _setting(scene, tgt, whole=len(tgt.objects) == len(current))
-    if night != getattr(scene, "night", False):
+    if night != scene.night:
         return _night_edit(scene, tgt, current, night, background)
     if not tgt.objects:
-        if background != getattr(scene, "background", background):
+        if background != scene.background:
             return _edit_background(scene, background)
         return _no("the target names no “colour shape” object")
     if len(tgt.objects) > len(current):
         return _no(f"the target names {len(tgt.objects)} objects, the scene has {len(current)}: "
                    "the world scores changes of objects already there")
-    if background != getattr(scene, "background", background):
+    if background != scene.background:
         if not _as_they_are(current, tgt):
             return _no("the target changes the background and objects: the checker scores one change")
         return _edit_background(scene, background)
@@ -215,17 +215,16 @@ def read_edit(scene, source: str, target: str) -> Reading:
     return _edit_object(scene, index, attr, value)
 
 
-def _setting(scene, tgt: Caption, whole: bool) -> tuple[str | None, bool]:
+def _setting(scene, tgt: Caption, whole: bool) -> tuple[str, bool]:
     """The background and time of day the target asks for. A target that names every object
     is a whole caption, and the world's captions leave "plain" and "day" unsaid: no background
     word means plain, no "night" means day. A target naming fewer objects keeps the scene's
     unless it names them."""
-    background, night = getattr(scene, "background", None), getattr(scene, "night", False)
-    if getattr(scene, "world", "classic") != "rich":
-        return background, night
+    if scene.world != "rich":
+        return scene.background, scene.night
     if whole:
         return tgt.background or "plain", tgt.night
-    return tgt.background or background, tgt.night or night
+    return tgt.background or scene.background, tgt.night or scene.night
 
 
 def _as_they_are(current: list[Phrase], tgt: Caption) -> bool:
@@ -281,7 +280,7 @@ def _render(scene, objects, background: str | None = None, night: bool | None = 
     world over its one background (``world.render``), the rich world over the scene's own
     backdrop (``world.render_rich``) — or, for another ``background``, over a texture of it
     (drawn from seed 0: the checker reads the background's name, not its exact pixels)."""
-    if getattr(scene, "world", "classic") != "rich":
+    if scene.world != "rich":
         return world.render(tuple(objects))
     background = scene.background if background is None else background
     night = scene.night if night is None else night
@@ -334,7 +333,7 @@ def _new_radius(scene, index: int, size: str) -> float | None:
 
 
 def _edit_background(scene, background: str) -> Reading:
-    if getattr(scene, "world", "classic") != "rich":
+    if scene.world != "rich":
         return _no("the world cannot draw a background change")
     target_scene = _render(scene, scene.objects, background=background)
     mask = scene.background_mask
@@ -348,7 +347,7 @@ def _edit_remove(scene, index: int) -> Reading:
     return Reading(edit, f"remove edit: the {scene.objects[index].name} goes")
 
 
-def _night_edit(scene, tgt: Caption, current: list[Phrase], night: bool, background: str | None) -> Reading:
+def _night_edit(scene, tgt: Caption, current: list[Phrase], night: bool, background: str) -> Reading:
     """Day → night, everything else as it is (the world's whole-image kind); night → day is no
     edit of the world."""
     when = "turns night into day (no “at night”)" if not night else "makes it night"
