@@ -9,7 +9,7 @@ import torch
 
 from diffedit_lab.toy import train
 from diffedit_lab.toy.tokenizer import build_clip_tokenizer
-from diffedit_lab.toy.world import VOCABULARY, make_scene
+from diffedit_lab.toy.world import VOCABULARY, make_edit, make_scene
 
 
 def test_rich_mix_keeps_classic_scenes():
@@ -133,3 +133,42 @@ def test_the_object_weight_raises_the_loss_on_the_objects_cells(tmp_path):
         with pytest.raises(SystemExit):
             train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), "--object-weight", bad])
     assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+def test_a_factor_2_vae_gives_32x32_latents_and_a_unet_of_four_blocks(tmp_path, capsys, monkeypatch):
+    """--vae-factor 2: a latent cell of 2×2 px; the UNet gets a first block of width/2 without
+    attention, so its attention blocks stay at 16×16 and 8×8; the exported model edits."""
+    import diffedit_lab as dl
+    from diffedit_lab.metrics import RoundTripWarning
+
+    out, folder = tmp_path / "run", tmp_path / "model"
+    seen = {}
+    real = train.train_unet
+
+    def spy(*args, **kwargs):
+        seen["init"] = args[11]  # train_unet(vae, tokenizer, latents, captions, out, steps, batch, seed, every, to, length, init…)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_unet", spy)
+    train.main(["--quick", "--world", "rich", "--vae-factor", "2", "--out", str(out), "--export", str(folder),
+                "--warm-start", str(train.PACKAGE_MODEL)])  # another geometry: the shipped text encoder only
+    assert seen["init"]["unet"] is None and seen["init"]["vae"] is None
+    tokenizer = build_clip_tokenizer(VOCABULARY, tmp_path / "tok", model_max_length=train.RICH_MAX_LENGTH)
+    shipped = train.warm_start(train.PACKAGE_MODEL, tokenizer, train.RICH_MAX_LENGTH)["te"]
+    assert all(torch.equal(v, seen["init"]["te"][k]) for k, v in shipped.items())
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    assert unet["block_out_channels"] == [32, 64, 128, 128] and unet["sample_size"] == 32
+    assert unet["down_block_types"][0] == "DownBlock2D" and unet["up_block_types"][-1] == "UpBlock2D"
+    assert json.loads((folder / "vae" / "config.json").read_text())["block_out_channels"] == [32, 64]
+    state = torch.load(out / "vae.pt", weights_only=False)["model"]
+    assert train.vae_from_state(state).config.block_out_channels == (32, 64)  # the factor read from the weights
+    assert train.unet_model(16).config.block_out_channels == (64, 128, 128)  # 16×16 latents: as shipped
+    c = dl.load_components(str(folder))
+    e = make_edit(3, "size", world="rich")
+    with pytest.warns(RoundTripWarning):  # three training steps: the VAE cannot represent it yet
+        result = dl.edit(c, e.scene.image, e.source, e.target, steps=4, n=2, progress=False)
+    assert result.mask.mask.shape[-2:] == (32, 32) and result.image.size == (64, 64)
+    with pytest.raises(SystemExit):  # the first block has width/2 channels: 96/2 is no multiple of 32
+        train.main(["--quick", "--world", "rich", "--vae-factor", "2", "--out", str(tmp_path / "odd"),
+                    "--unet-width", "96"])
+    assert "of 64 on latents of 32×32 or more" in capsys.readouterr().err

@@ -27,8 +27,9 @@ import torch
 from . import train
 from .world import make_scene
 
-# (image px, VAE factor): 16² latents as today; 16² latents for richer pixels; 12²; 32²
-GEOMETRIES = ((64, 4), (128, 8), (96, 8), (128, 4))
+# (image px, VAE factor): 16² latents as today; 16² latents for richer pixels; 12²; 32² (two ways: finer
+# cells of the same image, or twice the pixels); train.unet_model gives 32² latents a fourth block
+GEOMETRIES = ((64, 4), (128, 8), (96, 8), (64, 2), (128, 4))
 HELD_OUT = 987_654_321
 
 

@@ -41,7 +41,7 @@ from . import rich_checker, train, world
 
 
 def load_vae(path: Path):
-    """A VAE (train.py's 64 px, factor 4) from a train.py checkpoint (``vae.pt``) or a model
+    """A VAE (train.py's 64 px, any factor) from a train.py checkpoint (``vae.pt``) or a model
     folder (its ``vae`` subfolder)."""
     path = Path(path)
     if not path.exists():
