@@ -218,3 +218,14 @@ def test_edit_scores_leave_a_whole_image_edits_missing_background_out(tiny_compo
                               progress=False)
     assert any(e.kind == "night" for e in edits) and any(e.kind == "colour" for e in edits)
     assert np.isfinite(row["background_psnr"])  # the night edit's PSNR is NaN (its region is the whole image)
+
+
+def test_no_edits_gives_the_mask_grid_only(tiny_model_dir, monkeypatch, capsys):
+    monkeypatch.setattr(tune, "MASK_GRID", dict(mask_noise=(0.5,), clamp_ratio=(3.0,), threshold=(0.5,),
+                                               fill_holes=(False,)))
+    monkeypatch.setattr(tune, "edit_scores", lambda *a, **k: pytest.fail("stage 2 ran with --edits 0"))
+    tune.main(["--model", str(tiny_model_dir), "--edits", "0", "--mask-edits", "2", "--steps", "2", "--no-progress"])
+    assert "IoU" in capsys.readouterr().out  # the mask grid's table
+    for bad in (["--edits", "0", "--write"], ["--edits", "-1"], ["--mask-edits", "0"]):
+        with pytest.raises(SystemExit):
+            tune.main(["--model", str(tiny_model_dir), *bad])

@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m diffedit_lab.toy.tune", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None)
-    p.add_argument("--edits", type=int, default=24, help="validation edits of stage 2 (the edit grid)")
+    p.add_argument("--edits", type=int, default=24,
+                   help="validation edits of stage 2 (the edit grid); 0: the mask grid only (a quick look at a new export)")
     p.add_argument("--mask-edits", type=int, default=48, help="validation edits of stage 1 (the mask grid; cheap)")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--threads", type=int, default=None)
@@ -312,6 +313,10 @@ def main(argv: list[str] | None = None) -> None:
         if a.edits < 1:
             p.error(f"--edits must be positive, got {a.edits}")
         a.steps_curve = sorted(a.steps_curve)
+    if a.edits < 0 or a.mask_edits < 1:
+        p.error(f"--edits must be 0 or more and --mask-edits positive, got {a.edits} and {a.mask_edits}")
+    if a.edits == 0 and a.write:
+        p.error("--write records the best edit settings: it needs stage 2 (--edits > 0)")
     if a.threads:
         torch.set_num_threads(a.threads)
     c = load_components(a.model, device="cpu")
@@ -324,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     masks = mask_ious(c, edits[:a.mask_edits], guidance=model.guidance, n=model.n, steps=a.steps,
                       progress=not a.no_progress)  # the masks at the steps the edits run (their noise level)
     print(format_masks(masks[:10]))
+    if not a.edits:
+        return
     best_mask = {k: masks[0][k] for k in MASK_GRID}
     rows = edit_scores(c, edits[:a.edits], a.steps, [best_mask] + ([PAPER_MASK] if best_mask != PAPER_MASK else []),
                        progress=not a.no_progress)
