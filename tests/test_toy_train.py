@@ -156,6 +156,12 @@ def test_a_factor_2_vae_gives_32x32_latents_and_a_unet_of_four_blocks(tmp_path, 
     tokenizer = build_clip_tokenizer(VOCABULARY, tmp_path / "tok", model_max_length=train.RICH_MAX_LENGTH)
     shipped = train.warm_start(train.PACKAGE_MODEL, tokenizer, train.RICH_MAX_LENGTH)["te"]
     assert all(torch.equal(v, seen["init"]["te"][k]) for k, v in shipped.items())
+    monkeypatch.setattr(train, "train_unet", real)
+    train.main(["--quick", "--world", "rich", "--vae-factor", "2", "--out", str(out), "--resume"])  # its first block
+    assert torch.load(out / "unet.pt", weights_only=False)["step"] == 3  # is width/2: still the run's own width
+    with pytest.raises(SystemExit, match="width 64, not 128: pass --unet-width 64"):
+        train.main(["--quick", "--world", "rich", "--vae-factor", "2", "--out", str(out), "--resume",
+                    "--unet-steps", "6", "--unet-width", "128"])
     unet = json.loads((folder / "unet" / "config.json").read_text())
     assert unet["block_out_channels"] == [32, 64, 128, 128] and unet["sample_size"] == 32
     assert unet["down_block_types"][0] == "DownBlock2D" and unet["up_block_types"][-1] == "UpBlock2D"

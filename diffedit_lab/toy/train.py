@@ -318,9 +318,10 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     ckpt, start = out / "unet.pt", 0
     if ckpt.exists():
         s = torch.load(ckpt, weights_only=False)
-        had = s["unet"]["conv_in.weight"].shape[0]
-        if had != width:
-            raise SystemExit(f"{ckpt} holds a UNet of width {had}, not {width}: pass --unet-width {had} to go on "
+        had = s["unet"]["conv_in.weight"].shape[0]  # the first block's channels: width, or width/2 on 32×32 latents
+        if had != unet.conv_in.out_channels:
+            was = had * width // unet.conv_in.out_channels
+            raise SystemExit(f"{ckpt} holds a UNet of width {was}, not {width}: pass --unet-width {was} to go on "
                              "with it, or train the new width into a new --out")
         te.load_state_dict(s["te"]), unet.load_state_dict(s["unet"])
         if s["opt"] is not None:
