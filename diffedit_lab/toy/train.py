@@ -9,12 +9,13 @@ scenes are classic, so today's captions stay in the training mix), with the rich
 vocabulary and 24-token captions. ``--warm-start DIR`` starts every part from an exported
 model (the shipped one): the VAE and UNet as they are, the text encoder's token embeddings
 copied by token string (new words start at the mean embedding) and its position embeddings
-extended by repeating the last one.
+extended by repeating the last one; with another geometry (``--vae-factor``, ``--image-size``)
+only the text encoder carries over.
 
 Two phases, each resumable from its last checkpoint in ``--out`` (saved every
 ``--ckpt-minutes`` with the optimiser and EMA state; ``--resume`` insists on one):
 
-1. **VAE** (``AutoencoderKL``, 64×64×3 → 16×16×4): minimise
+1. **VAE** (``AutoencoderKL``, 64×64×3 → 16×16×4; ``--vae-factor 2``: → 32×32×4): minimise
    ``‖x − D(z)‖₁ + β·KL(q(z|x) ‖ N(0, I))`` with ``z ~ q(z|x)`` and a small β, as in
    Stable Diffusion. The latent scaling factor is then set to ``1 / std(z)``.
 2. **Text encoder + UNet** (``CLIPTextModel`` + ``UNet2DConditionModel``), trained jointly on
