@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -146,7 +147,7 @@ def test_a_factor_2_vae_gives_32x32_latents_and_a_unet_of_four_blocks(tmp_path, 
     real = train.train_unet
 
     def spy(*args, **kwargs):
-        seen["init"] = args[11]  # train_unet(vae, tokenizer, latents, captions, out, steps, batch, seed, every, to, length, init…)
+        seen["init"] = inspect.signature(real).bind(*args, **kwargs).arguments["init"]
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train, "train_unet", spy)

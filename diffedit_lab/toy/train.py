@@ -93,6 +93,8 @@ def vae_from_state(state: dict, size: int = 64, factor: int | None = None):
 
 UNET_WIDTH = 64
 """Channels of the UNet's first block (the shipped model's); the two deeper blocks have twice as many."""
+HALF_BLOCK_FROM = 32
+"""Latents of this side or more get one more UNet block of ``width/2`` channels first (:func:`unet_model`)."""
 
 
 def unet_model(sample_size: int = 16, channels: int = 4, width: int = UNET_WIDTH):
@@ -106,7 +108,7 @@ def unet_model(sample_size: int = 16, channels: int = 4, width: int = UNET_WIDTH
     blocks = (width, 2 * width, 2 * width)
     down = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
     up = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
-    if sample_size >= 32:
+    if sample_size >= HALF_BLOCK_FROM:
         blocks, down, up = (width // 2, *blocks), ("DownBlock2D", *down), (*up, "UpBlock2D")
     return UNet2DConditionModel(
         sample_size=sample_size, in_channels=channels, out_channels=channels, layers_per_block=1,
@@ -521,7 +523,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.quick:
         a.scenes, a.unet_scenes, a.vae_steps, a.unet_steps, a.batch, a.vae_batch = 64, 64, 3, 3, 4, 4
-    if a.unet_width < 32 or a.unet_width % 32 or (a.image_size // a.vae_factor >= 32 and a.unet_width % 64):
+    if a.unet_width < 32 or a.unet_width % 32 or (a.image_size // a.vae_factor >= HALF_BLOCK_FROM and a.unet_width % 64):
         p.error(f"--unet-width must be a positive multiple of 32 (the group norm's groups; of 64 on latents of "
                 f"32×32 or more, whose first block has width/2), got {a.unet_width}")
     if a.unet_width != UNET_WIDTH and (a.warm_start or a.widen_from or a.init_from):
@@ -535,7 +537,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--widen-from and --warm-start both say where to start: pass one")
     if a.resume and not (a.out / "vae.pt").exists():
         p.error(f"--resume: no checkpoint in {a.out} (vae.pt); start without --resume")
-    if a.world == "classic" and (a.vae_factor != 4 or a.image_size != 64):
+    other_geometry = a.vae_factor != 4 or a.image_size != 64  # latents unlike the shipped model's
+    if a.world == "classic" and other_geometry:
         p.error("the classic world is 64 px with a factor-4 VAE; pass --world rich to change them")
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -551,7 +554,6 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = build_clip_tokenizer(words, a.out / "tokenizer", model_max_length=max_length)
     if a.init_from:
         init_from(a.init_from, a.out, a.vae_steps)
-    other_geometry = a.vae_factor != 4 or a.image_size != 64  # latents unlike the shipped model's
     init = warm_start(a.warm_start, tokenizer, max_length, text_only=other_geometry) if a.warm_start else None
     if a.widen_from:
         widen_from(a.widen_from, a.out, a.latent_channels, a.image_size, a.vae_factor, len(tokenizer), max_length)
