@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 VALIDATION_SEED = 500_000_000
 MASK_GRID = dict(mask_noise=(0.5, 0.6, 0.7, 0.8, 0.9), clamp_ratio=(2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 100.0),
                  threshold=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), rescale=("mean", "range"),
-                 fill_holes=(False, True), close=(0, 1))
+                 fill_holes=(False, True), close=(0, 1, 2))  # close 2: gaps of 8 px on 32×32 latents
 EDIT_GRID = dict(guidance=(3.0, 5.0, 7.5), encoding_ratio=(0.6, 0.8, 0.9, 1.0))
 PAPER_MASK = {k: getattr(EditSettings(), k) for k in MASK_GRID}  # the defaults: paper's s, κ, τ; diffusers' rescale; no fill
 
