@@ -150,6 +150,9 @@ def test_a_factor_2_vae_gives_32x32_latents_and_a_unet_of_four_blocks(tmp_path, 
         seen["init"] = inspect.signature(real).bind(*args, **kwargs).arguments["init"]
         return real(*args, **kwargs)
 
+    sides = []
+    real_schedule = train.scheduler_config
+    monkeypatch.setattr(train, "scheduler_config", lambda side=16: sides.append(side) or real_schedule(side))
     monkeypatch.setattr(train, "train_unet", spy)
     train.main(["--quick", "--world", "rich", "--vae-factor", "2", "--out", str(out), "--export", str(folder),
                 "--warm-start", str(train.PACKAGE_MODEL)])  # another geometry: the shipped text encoder only
@@ -170,7 +173,12 @@ def test_a_factor_2_vae_gives_32x32_latents_and_a_unet_of_four_blocks(tmp_path, 
     state = torch.load(out / "vae.pt", weights_only=False)["model"]
     assert train.vae_from_state(state).config.block_out_channels == (32, 64)  # the factor read from the weights
     assert train.unet_model(16).config.block_out_channels == (64, 128, 128)  # 16×16 latents: as shipped
+    assert sides == [32, 32, 32]  # the training's ᾱ_t, the export's scheduler, the resumed training's ᾱ_t
     c = dl.load_components(str(folder))
+    shifted = real_schedule(32)["trained_betas"]
+    assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["trained_betas"] == shifted
+    for scheduler in (c.scheduler, c.inverse_scheduler):  # what inversion and decoding step with
+        assert torch.equal(scheduler.betas, torch.tensor(shifted, dtype=torch.float32))
     e = make_edit(3, "size", world="rich")
     with pytest.warns(RoundTripWarning):  # three training steps: the VAE cannot represent it yet
         result = dl.edit(c, e.scene.image, e.source, e.target, steps=4, n=2, progress=False)
@@ -179,3 +187,18 @@ def test_a_factor_2_vae_gives_32x32_latents_and_a_unet_of_four_blocks(tmp_path, 
         train.main(["--quick", "--world", "rich", "--vae-factor", "2", "--out", str(tmp_path / "odd"),
                     "--unet-width", "96"])
     assert "of 64 on latents of 32×32 or more" in capsys.readouterr().err
+
+
+def test_a_finer_latent_grid_divides_every_snr_by_its_area_ratio():
+    """scheduler_config(side): SD's schedule on 16×16 latents (the shipped model's, unchanged); on
+    32×32 every SNR(t) = ᾱ/(1 − ᾱ) divided by (32/16)² = 4, so the grid's mean is as noisy as on 16×16."""
+    from diffusers import DDIMScheduler
+
+    base, fine = train.scheduler_config(16), train.scheduler_config(32)
+    assert "trained_betas" not in base and base["beta_schedule"] == "scaled_linear"
+    shipped = json.loads((train.PACKAGE_MODEL / "scheduler" / "scheduler_config.json").read_text())
+    assert {k: shipped[k] for k in base} == base
+    snr = [(a / (1 - a)).double() for a in (DDIMScheduler(**cfg).alphas_cumprod for cfg in (base, fine))]
+    assert torch.allclose(snr[1] / snr[0], torch.full((1000,), 0.25, dtype=torch.float64), rtol=1e-3)
+    assert torch.allclose(DDIMScheduler(**train.scheduler_config(64)).alphas_cumprod[-1:] / (1 - DDIMScheduler(
+        **train.scheduler_config(64)).alphas_cumprod[-1:]), snr[0][-1:].float() / 16, rtol=1e-3)

@@ -25,7 +25,9 @@ Two phases, each resumable from its last checkpoint in ``--out`` (saved every
    the weights that is the one exported. ``--object-weight λ`` weighs each latent cell's
    squared error by ``1 + λ·c``, ``c`` the share of the cell the scene's objects cover, so the
    objects (a few percent of the cells, but all that an object edit changes) count as much as
-   the textured background around them.
+   the textured background around them. ``ᾱ_t`` is Stable Diffusion's schedule on 16×16
+   latents; on 32×32 ones every SNR is divided by 4 (:func:`scheduler_config`), and the export's
+   scheduler carries the same ``ᾱ_t``.
 
 ``--export DIR`` writes a diffusers folder (``save_pretrained``) that both
 ``diffedit_lab.load_components`` and diffusers' own pipelines load, plus ``diffedit_lab.json``.
@@ -117,10 +119,37 @@ def unet_model(sample_size: int = 16, channels: int = 4, width: int = UNET_WIDTH
     )
 
 
-def scheduler_config() -> dict:
-    return dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
-                steps_offset=1, prediction_type="epsilon")
+BASE_LATENT = 16
+"""The latent side at which Stable Diffusion's schedule is used as it is (the shipped model's)."""
+
+
+def scheduler_config(latent_size: int = BASE_LATENT) -> dict:
+    """Stable Diffusion's DDPM schedule (scaled-linear β from 0.00085 to 0.012, ᾱ_T ≈ 0.005) for
+    latents of side ``latent_size``; on a finer grid every signal-to-noise ratio is divided by
+    ``(latent_size / 16)²`` ("simple diffusion", Hoogeboom et al. 2023), written as ``trained_betas``:
+
+        SNR'(t) = SNR(t)·(16 / side)²,  ᾱ'_t = SNR'/(1 + SNR'),  β'_t = 1 − ᾱ'_t / ᾱ'_{t−1}
+
+    Why: noise is independent per cell, so the mean over the 32×32 grid keeps 1/32 of its std
+    where the 16×16 grid keeps 1/16, while the image's own mean (its overall colour) is the same;
+    with SD's schedule a 32×32 model still sees that colour at t = T, learns to copy it from
+    z_T instead of drawing it from the text, and then paints "on grass" in whatever colour the
+    noise happens to hold (and keeps the old colour in a background edit). Dividing the SNR by 4
+    makes the 32×32 grid's mean as noisy at every t as the 16×16 grid's."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    config = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                  beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                  steps_offset=1, prediction_type="epsilon")
+    shift = (BASE_LATENT / latent_size) ** 2
+    if shift < 1:
+        alpha_bar = DDIMScheduler(**config).alphas_cumprod.double()
+        snr = alpha_bar / (1 - alpha_bar) * shift
+        alpha_bar = snr / (1 + snr)
+        betas = 1 - alpha_bar / torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+        config["trained_betas"] = betas.tolist()
+    return config
 
 
 def world_of(i: int, world: str, classic_fraction: float) -> str:
@@ -334,7 +363,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     ids = tokenizer([""] + captions, padding="max_length", max_length=max_length, truncation=True,
                     return_tensors="pt").input_ids
     empty, ids = ids[:1], ids[1:]
-    alphas = DDIMScheduler(**scheduler_config()).alphas_cumprod  # ᾱ_t, the DDPM training schedule
+    alphas = DDIMScheduler(**scheduler_config(mean.shape[-1])).alphas_cumprod  # ᾱ_t, the training schedule
     snr = alphas / (1 - alphas)
     g = torch.Generator().manual_seed(seed + start)
     clock, t0, s0 = Clock(ckpt_minutes), time.time(), start
@@ -446,7 +475,7 @@ def export(vae, text_encoder, tokenizer, unet, folder: Path, extra: dict | None 
     shutil.rmtree(tmp, ignore_errors=True)
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler(**scheduler_config()), safety_checker=None,
+        scheduler=DDIMScheduler(**scheduler_config(unet.config.sample_size)), safety_checker=None,
         feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(tmp)
