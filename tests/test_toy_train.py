@@ -202,3 +202,25 @@ def test_a_finer_latent_grid_divides_every_snr_by_its_area_ratio():
     assert torch.allclose(snr[1] / snr[0], torch.full((1000,), 0.25, dtype=torch.float64), rtol=1e-3)
     assert torch.allclose(DDIMScheduler(**train.scheduler_config(64)).alphas_cumprod[-1:] / (1 - DDIMScheduler(
         **train.scheduler_config(64)).alphas_cumprod[-1:]), snr[0][-1:].float() / 16, rtol=1e-3)
+
+
+def test_offset_noise_makes_each_channels_mean_noise_and_is_recorded_in_the_export(tmp_path):
+    """draw_noise(σ): ε + σ·ε_c, one ε_c per sample and channel; σ = 0 is torch.randn as before (the
+    shipped model's runs unchanged). On a 32×32 grid a per-cell ε's channel mean has std 1/32; with
+    σ it has std √(σ² + 1/32²)."""
+    shape = (256, 4, 32, 32)
+    plain = train.draw_noise(shape, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, torch.randn(shape, generator=torch.Generator().manual_seed(3)))
+    offset = train.draw_noise(shape, torch.Generator().manual_seed(3), 0.5)
+    assert plain.mean(dim=(2, 3)).std().item() == pytest.approx(1 / 32, rel=0.1)
+    assert offset.mean(dim=(2, 3)).std().item() == pytest.approx((0.25 + 1 / 32 ** 2) ** 0.5, rel=0.1)
+    centred = offset - offset.mean(dim=(2, 3), keepdim=True)  # the offset is constant within a channel
+    assert centred.std().item() == pytest.approx(1.0, rel=0.02)
+    folder = tmp_path / "model"
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "run"), "--offset-noise", "0.1",
+                "--export", str(folder)])
+    assert json.loads((folder / "training.json").read_text()) == {"unet_steps": 3, "offset_noise": 0.1}
+    for bad in ("-0.1", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), "--offset-noise", bad])
+    assert not (tmp_path / "bad").exists()  # refused before anything is written

@@ -27,7 +27,9 @@ Two phases, each resumable from its last checkpoint in ``--out`` (saved every
    objects (a few percent of the cells, but all that an object edit changes) count as much as
    the textured background around them. ``ᾱ_t`` is Stable Diffusion's schedule on 16×16
    latents; on 32×32 ones every SNR is divided by 4 (:func:`scheduler_config`), and the export's
-   scheduler carries the same ``ᾱ_t``.
+   scheduler carries the same ``ᾱ_t``. ``--offset-noise σ`` adds a per-channel constant
+   ``σ·ε_c`` to ε (:func:`draw_noise`), so that z_t's overall colour is noise at high t and the
+   model takes it from the text instead.
 
 ``--export DIR`` writes a diffusers folder (``save_pretrained``) that both
 ``diffedit_lab.load_components`` and diffusers' own pipelines load, plus ``diffedit_lab.json``.
@@ -327,14 +329,27 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             e.lerp_(p, 1 - decay)
 
 
+def draw_noise(shape: tuple, generator: torch.Generator, offset: float = 0.0) -> torch.Tensor:
+    """ε for the training loss: ``ε = ε_cell + σ·ε_c``, with ``ε_c ~ N(0, 1)`` one number per sample
+    and channel (offset noise, Guttenberg 2023). A per-cell ε averages out over a 32×32 grid, so
+    z_t's per-channel mean keeps the clean image's overall colour up to t = T, and a model learns
+    to read it there rather than the text; σ makes that mean noise too. σ = 0: plain ``randn``."""
+    eps = torch.randn(shape, generator=generator)
+    if offset:
+        eps_c = torch.randn((*shape[:2], 1, 1), generator=generator)
+        eps = eps + offset * eps_c
+    return eps
+
+
 def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: int, seed: int,
                export_every: int, export_to: Path | None, max_length: int = MAX_LENGTH,
                init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3,
-               width: int = UNET_WIDTH, cover: torch.Tensor | None = None, object_weight: float = 0.0):
+               width: int = UNET_WIDTH, cover: torch.Tensor | None = None, object_weight: float = 0.0,
+               offset_noise: float = 0.0):
     """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss. ``init``:
     ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet. ``cover``
     (:func:`object_coverage` of the latents' scenes) and ``object_weight`` λ: each cell's
-    squared error weighed by ``1 + λ·cover``."""
+    squared error weighed by ``1 + λ·cover``. ``offset_noise``: σ of :func:`draw_noise`."""
     from diffusers import DDIMScheduler
 
     mean, std = latents
@@ -367,6 +382,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     snr = alphas / (1 - alphas)
     g = torch.Generator().manual_seed(seed + start)
     clock, t0, s0 = Clock(ckpt_minutes), time.time(), start
+    noted = {"offset_noise": offset_noise} if offset_noise else {}  # in the export's training.json
     bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps, mininterval=30)
     for step in bar:
         set_lr(opt, step, steps, warmup=200, floor=0.2, peak=peak_lr)
@@ -374,7 +390,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * sf
         tok = torch.where(torch.rand(batch, 1, generator=g) < 0.1, empty, ids[idx])
         t = torch.randint(0, 1000, (batch,), generator=g)
-        eps = torch.randn(z0.shape, generator=g)
+        eps = draw_noise(z0.shape, g, offset_noise)
         a = alphas[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
         pred = unet(zt, t, te(tok)[0]).sample
@@ -399,9 +415,9 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
                        loss=loss.item())
             log(out, phase="unet", step=step + 1, loss=loss.item(), checkpoint=str(ckpt))
         if export_to and (step + 1) % export_every == 0 and step + 1 < steps:
-            export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": step + 1})
+            export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": step + 1, **noted})
     if export_to:
-        export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": max(start, steps)})
+        export(vae, ema_te, tokenizer, ema_unet, export_to, extra={"unet_steps": max(start, steps), **noted})
     return ema_te, ema_unet
 
 
@@ -544,6 +560,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="channels of the UNet's first block (deeper blocks: twice as many); a multiple of 32")
     p.add_argument("--object-weight", type=float, default=0.0,
                    help="λ: weigh each latent cell's error by 1 + λ·(share of it the objects cover); 0: plain")
+    p.add_argument("--offset-noise", type=float, default=0.0,
+                   help="σ: add a per-channel constant σ·N(0, 1) to the training noise (offset noise), so the "
+                        "model takes the overall colour from the text, not from z_t's mean; 0: plain")
     p.add_argument("--widen-from", type=Path, default=None,
                    help="start --out from another run's checkpoints widened to --latent-channels (toy.widen)")
     p.add_argument("--warm-start", type=Path, default=None,
@@ -560,6 +579,8 @@ def main(argv: list[str] | None = None) -> None:
                 "--widen-from and --init-from")
     if not 0 <= a.object_weight < math.inf:
         p.error(f"--object-weight must be a finite number ≥ 0, got {a.object_weight}")
+    if not 0 <= a.offset_noise < math.inf:
+        p.error(f"--offset-noise must be a finite number ≥ 0, got {a.offset_noise}")
     if a.latent_channels < 1:
         p.error(f"--latent-channels must be at least 1, got {a.latent_channels}")
     if a.widen_from and a.warm_start:
@@ -600,7 +621,7 @@ def main(argv: list[str] | None = None) -> None:
             a.unet_scenes, a.seed, a.world, a.classic_fraction, a.image_size, a.vae_factor))
     train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
                a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr, a.unet_width,
-               cover, a.object_weight)
+               cover, a.object_weight, a.offset_noise)
     if a.export:
         print(f"exported to {a.export}")
 
