@@ -137,7 +137,8 @@ def scheduler_config(latent_size: int = BASE_LATENT) -> dict:
     with SD's schedule a 32×32 model still sees that colour at t = T, learns to copy it from
     z_T instead of drawing it from the text, and then paints "on grass" in whatever colour the
     noise happens to hold (and keeps the old colour in a background edit). Dividing the SNR by 4
-    makes the 32×32 grid's mean as noisy at every t as the 16×16 grid's."""
+    makes the 32×32 grid's mean as noisy at every t as the 16×16 grid's. (Not enough on its own
+    for the factor-2 run, whose UNet had learnt the habit first: see :func:`draw_noise`.)"""
     import torch
     from diffusers import DDIMScheduler
 
