@@ -25,7 +25,7 @@ def toy():
 
 def test_default_model_is_the_embedded_folder(toy):
     assert toy.name == str(DEFAULT_MODEL_DIR) or DEFAULT_MODEL_DIR.name in toy.name
-    assert toy.vae_scale_factor in (2, 4) and toy.latent_channels == 4  # 64-px images on 32×32 or 16×16 latents
+    assert toy.vae_scale_factor == 4 and toy.latent_channels == 4  # 64-px images on 16×16 latents, as the card says
     assert toy.unet.config.sample_size == 64 // toy.vae_scale_factor, "the UNet was trained on another VAE's latent grid"
     recorded = json.loads((DEFAULT_MODEL_DIR / "diffedit_lab.json").read_text())
     assert toy.defaults == recorded and recorded["inversion_guidance"] == 1.0
@@ -57,8 +57,7 @@ def test_diffusers_diffedit_pipeline_loads_the_folder_and_runs():
     image = Image.fromarray(e.scene.image)
     g = torch.Generator().manual_seed(0)
     mask = pipe.generate_mask(image=image, source_prompt=e.source, target_prompt=e.target, num_maps_per_mask=2, generator=g)
-    side = 64 // pipe.vae_scale_factor  # the mask lives on the latent grid
-    assert mask.shape == (1, side, side) and set(np.unique(mask)) <= {0, 1}
+    assert mask.shape == (1, 16, 16) and set(np.unique(mask)) <= {0, 1}
     inv = pipe.invert(prompt=e.source, image=image, num_inference_steps=5, generator=g).latents
     out = pipe(prompt=e.target, mask_image=mask, image_latents=inv, num_inference_steps=5, generator=g, output_type="np")
     assert out.images.shape == (1, 64, 64, 3) and np.isfinite(out.images).all()
