@@ -53,6 +53,10 @@ def test_quick_speed_bench_reports_every_scenario(tmp_path, capsys):
     assert scenarios["edit_s"]["ours"] == scenarios["b"]["ours"]
     assert not scenarios["edit_s"]["recorded_settings"] and not scenarios["edit_s"]["holds"]
     assert scenarios["d"]["model_calls"] == 0 and scenarios["d"]["ours_64"] > 0
+    # the timed scene is drawn on the model's own latent grid (the UNet's sample_size × the VAE's factor),
+    # so a 32×32-latent model is timed on 64-px images, the tiny one on 32-px ones
+    assert scenarios["d"]["grid"] == [16, 16] and report["models"]["tiny"]["image_size"] == [32, 32]
+    assert "(d) re-threshold a mask (16×16)" in printed.out
     assert scenarios["a"]["identical"]["holds"], scenarios["a"]["identical"]
     runs = scenarios["e"]["runs"]
     assert runs["ours_a"]["unet_calls"] > 0 and runs["ours_b"]["unet_calls"] > 0  # timed through fast_unet

@@ -27,7 +27,7 @@ def table(report: dict) -> str:
         "a_eager": "    … with diffusers' UNet forward",
         "b": "(b) one edit, our defaults",
         "c": "(c) five targets, one image",
-        "d": "(d) re-threshold a mask (16×16)",
+        "d": "(d) re-threshold a mask",
         "e": "(e) overhead outside the networks",
         "f": "(f) new target, warm session",
         "g": "(g) cold start, fresh process",
@@ -59,7 +59,8 @@ def table(report: dict) -> str:
             spread = f"{r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f}" if key in timed_keys else ""
             goal = {"d": "", "a_eager": "", "e": f"≤ {GOALS['e']:.0%}"}.get(key, f"≤ {GOALS.get(key, 0):.2f}")
             holds = "" if key in ("d", "a_eager") else "yes" if r["holds"] else "NO"
-            lines.append(f"  {names[key]:<37} {_fmt(r['diffusers'], r['unit']):>10} {_fmt(r['ours'], r['unit']):>10} "
+            name = names[key] + (f" ({r['grid'][0]}×{r['grid'][1]})" if key == "d" and "grid" in r else "")
+            lines.append(f"  {name:<37} {_fmt(r['diffusers'], r['unit']):>10} {_fmt(r['ours'], r['unit']):>10} "
                          f"{ratio:>7} {spread:>11} {wall:>5}  {goal:<11} {holds}")
             if key == "d":
                 calls = f"{r['model_calls']} model calls"

@@ -45,9 +45,15 @@ TARGETS = (
 COLOURS = ("red", "green", "blue", "yellow")  # words every shapes model knows (the richer world's too)
 SHAPES = ("circle", "square", "triangle")
 SEED = 0
-LATENT = 16  # the timed edits run on 16×16 latents; (d) on 64×64
 IDENTICAL = dict(mask_cells=0, inversion=1e-5, decoding=1e-4)
 DIFFUSERS_THRESHOLD = 0.5  # generate_mask always binarises at 0.5 (a model's recorded τ is for edit())
+
+
+def latent_side(unet) -> int:
+    """The side of the latent grid the model was trained on (the UNet's ``sample_size``): the
+    timed scene is drawn at that grid times the VAE's factor — 64 px for the shipped model
+    (16×16 latents), 32 px for the tests' tiny one."""
+    return int(unet.config.sample_size)
 
 
 def settings_for(c: Components, *, steps: int | None = None, n: int | None = None) -> EditSettings:
@@ -302,7 +308,7 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
     eager = dataclasses.replace(c, fast_unet=False)  # the same networks through diffusers' UNet forward
     pipe = diffusers_pipeline(folder)
     s = settings_for(c, steps=a.steps, n=a.n)
-    image = Image.fromarray(scene(LATENT * c.vae_scale_factor))
+    image = Image.fromarray(scene(latent_side(c.unet) * c.vae_scale_factor))
     log(f"[{label}] {folder}: {image.size[0]}×{image.size[1]} images, settings {s.as_dict()}")
 
     from .. import EditSession
@@ -409,7 +415,7 @@ def identical(c: Components, pipe: StableDiffusionDiffEditPipeline, image: Image
 
 
 def rethreshold(label: str, c: Components, pipe: StableDiffusionDiffEditPipeline, image: Image.Image, s: EditSettings, a: argparse.Namespace) -> dict:
-    """(d): an existing mask re-thresholded by ``EditSession.mask`` — on the edits' 16×16 latents
+    """(d): an existing mask re-thresholded by ``EditSession.mask`` — on the edits' latents
     against diffusers' ``generate_mask`` (which returns only the binary mask, so a new threshold is
     a new mask pass), and on 64×64 latents (random, one draw) for the goal."""
     from .. import EditSession
@@ -437,9 +443,10 @@ def rethreshold(label: str, c: Components, pipe: StableDiffusionDiffEditPipeline
         clock.remove()
     out = _ratio(times["diffusers"], times["ours"], GOALS["d"], "ms", 1e3)
     ours_64 = median([t.wall for t in times["ours_64"]]) * 1e3  # the goal is on the latency one waits for
-    log(f"[{label}] (d) re-threshold: ours {out['ours']:.2f} ms (16×16), {ours_64:.2f} ms wall (64×64), "
+    grid = list(small.z0.shape[-2:])  # the edits' latent grid (16×16 for the shipped model)
+    log(f"[{label}] (d) re-threshold: ours {out['ours']:.2f} ms ({grid[0]}×{grid[1]}), {ours_64:.2f} ms wall (64×64), "
         f"{model_calls} model calls; diffusers' generate_mask {out['diffusers']:.0f} ms")
-    out.update(ours_64=ours_64, model_calls=model_calls, holds=ours_64 <= GOALS["d"] and model_calls == 0,
+    out.update(ours_64=ours_64, model_calls=model_calls, grid=grid, holds=ours_64 <= GOALS["d"] and model_calls == 0,
                samples=len(times["ours"]))
     return out
 
@@ -617,12 +624,12 @@ def memory_child(spec: dict) -> dict:
     side, folder = spec["side"], spec["folder"]
     if side == "diffusers":
         pipe = diffusers_pipeline(folder)
-        factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        factor, side_ = 2 ** (len(pipe.vae.config.block_out_channels) - 1), latent_side(pipe.unet)
     else:
         c = load_components(folder, device="cpu", dtype=torch.float32)
-        factor = c.vae_scale_factor
+        factor, side_ = c.vae_scale_factor, latent_side(c.unet)
     s = EditSettings(**spec["settings"])
-    image = Image.fromarray(scene(LATENT * factor))
+    image = Image.fromarray(scene(side_ * factor))
     run = {
         "diffusers": lambda: diffusers_edit(pipe, image, SOURCE, TARGETS[0], s),
         "ours_a": lambda: ours_identical(c, image, SOURCE, TARGETS[0], s),
