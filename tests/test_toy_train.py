@@ -224,3 +224,27 @@ def test_offset_noise_makes_each_channels_mean_noise_and_is_recorded_in_the_expo
         with pytest.raises(SystemExit):
             train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), "--offset-noise", bad])
     assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+def test_bf16_trains_the_forward_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch):
+    """--bf16: the UNet's forward runs under CPU autocast (its convolutions compute in bfloat16),
+    while the weights, the EMA and the exported model stay float32; the export records it."""
+    seen = []
+    make = train.unet_model
+
+    def watched(*args, **kw):
+        unet = make(*args, **kw)
+        unet.conv_in.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        return unet
+
+    monkeypatch.setattr(train, "unet_model", watched)
+    folder = tmp_path / "model"
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "run"), "--bf16", "--export", str(folder)])
+    assert seen[:3] == [torch.bfloat16] * 3  # the three training steps
+    assert json.loads((folder / "training.json").read_text()) == {"unet_steps": 3, "bf16": True}
+    state = torch.load(tmp_path / "run" / "unet.pt", weights_only=False)
+    assert {v.dtype for v in state["unet"].values()} == {torch.float32}
+    assert {v.dtype for v in state["ema_unet"].values()} == {torch.float32}
+    seen.clear()
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "plain")])
+    assert seen[:3] == [torch.float32] * 3  # without the flag: float32 as before

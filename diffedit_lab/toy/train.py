@@ -346,11 +346,14 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
                export_every: int, export_to: Path | None, max_length: int = MAX_LENGTH,
                init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3,
                width: int = UNET_WIDTH, cover: torch.Tensor | None = None, object_weight: float = 0.0,
-               offset_noise: float = 0.0):
+               offset_noise: float = 0.0, bf16: bool = False):
     """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss. ``init``:
     ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet. ``cover``
     (:func:`object_coverage` of the latents' scenes) and ``object_weight`` λ: each cell's
-    squared error weighed by ``1 + λ·cover``. ``offset_noise``: σ of :func:`draw_noise`."""
+    squared error weighed by ``1 + λ·cover``. ``offset_noise``: σ of :func:`draw_noise`.
+    ``bf16``: the forward pass under ``torch.autocast("cpu", torch.bfloat16)`` (mixed precision:
+    weights, optimiser, EMA and the loss stay float32) — on CPUs with AMX or AVX-512 BF16 a step
+    takes about 0.4× the time."""
     from diffusers import DDIMScheduler
 
     mean, std = latents
@@ -384,6 +387,8 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     g = torch.Generator().manual_seed(seed + start)
     clock, t0, s0 = Clock(ckpt_minutes), time.time(), start
     noted = {"offset_noise": offset_noise} if offset_noise else {}  # in the export's training.json
+    if bf16:
+        noted["bf16"] = True
     bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps, mininterval=30)
     for step in bar:
         set_lr(opt, step, steps, warmup=200, floor=0.2, peak=peak_lr)
@@ -394,9 +399,10 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
         eps = draw_noise(z0.shape, g, offset_noise)
         a = alphas[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
-        pred = unet(zt, t, te(tok)[0]).sample
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = unet(zt, t, te(tok)[0]).sample
         w = torch.clamp(snr[t], max=5.0) / snr[t]
-        cell_error = F.mse_loss(pred, eps, reduction="none")
+        cell_error = F.mse_loss(pred.float(), eps, reduction="none")
         if object_weight:
             cell_error = cell_error * (1 + object_weight * cover[idx])
         loss = (w * cell_error.mean(dim=(1, 2, 3))).mean()
@@ -564,6 +570,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--offset-noise", type=float, default=0.0,
                    help="σ: add a per-channel constant σ·N(0, 1) to the training noise (offset noise), so the "
                         "model takes the overall colour from the text, not from z_t's mean; 0: plain")
+    p.add_argument("--bf16", action="store_true",
+                   help="phase 2's forward pass in bfloat16 mixed precision (torch.autocast on the CPU; weights, "
+                        "optimiser and loss in float32): ≈ 2.4× faster where the CPU has AMX or AVX-512 BF16")
     p.add_argument("--widen-from", type=Path, default=None,
                    help="start --out from another run's checkpoints widened to --latent-channels (toy.widen)")
     p.add_argument("--warm-start", type=Path, default=None,
@@ -622,7 +631,7 @@ def main(argv: list[str] | None = None) -> None:
             a.unet_scenes, a.seed, a.world, a.classic_fraction, a.image_size, a.vae_factor))
     train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
                a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr, a.unet_width,
-               cover, a.object_weight, a.offset_noise)
+               cover, a.object_weight, a.offset_noise, a.bf16)
     if a.export:
         print(f"exported to {a.export}")
 
