@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..inputs import model_side
 from ..models import set_threads
 from ..settings import EditSettings
 
@@ -47,13 +48,6 @@ SHAPES = ("circle", "square", "triangle")
 SEED = 0
 IDENTICAL = dict(mask_cells=0, inversion=1e-5, decoding=1e-4)
 DIFFUSERS_THRESHOLD = 0.5  # generate_mask always binarises at 0.5 (a model's recorded τ is for edit())
-
-
-def latent_side(unet) -> int:
-    """The side of the latent grid the model was trained on (the UNet's ``sample_size``): the
-    timed scene is drawn at that grid times the VAE's factor — 64 px for the shipped model
-    (16×16 latents), 32 px for the tests' tiny one."""
-    return int(unet.config.sample_size)
 
 
 def settings_for(c: Components, *, steps: int | None = None, n: int | None = None) -> EditSettings:
@@ -308,7 +302,7 @@ def bench_model(label: str, folder: Path, a: argparse.Namespace) -> dict:
     eager = dataclasses.replace(c, fast_unet=False)  # the same networks through diffusers' UNet forward
     pipe = diffusers_pipeline(folder)
     s = settings_for(c, steps=a.steps, n=a.n)
-    image = Image.fromarray(scene(latent_side(c.unet) * c.vae_scale_factor))
+    image = Image.fromarray(scene(model_side(c)))  # the model's training size: 64 px for the shipped model
     log(f"[{label}] {folder}: {image.size[0]}×{image.size[1]} images, settings {s.as_dict()}")
 
     from .. import EditSession
@@ -624,12 +618,12 @@ def memory_child(spec: dict) -> dict:
     side, folder = spec["side"], spec["folder"]
     if side == "diffusers":
         pipe = diffusers_pipeline(folder)
-        factor, side_ = 2 ** (len(pipe.vae.config.block_out_channels) - 1), latent_side(pipe.unet)
+        size = model_side(pipe)  # a diffusers pipeline has the same unet and vae_scale_factor
     else:
         c = load_components(folder, device="cpu", dtype=torch.float32)
-        factor, side_ = c.vae_scale_factor, latent_side(c.unet)
+        size = model_side(c)
     s = EditSettings(**spec["settings"])
-    image = Image.fromarray(scene(side_ * factor))
+    image = Image.fromarray(scene(size))
     run = {
         "diffusers": lambda: diffusers_edit(pipe, image, SOURCE, TARGETS[0], s),
         "ours_a": lambda: ours_identical(c, image, SOURCE, TARGETS[0], s),
