@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from .inputs import model_side
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "toy" / "model"
 """The small model trained on the toy shapes world, shipped with the package."""
 
@@ -88,8 +90,11 @@ class Components:
         return int(self.vae.config.latent_channels)
 
     def __repr__(self) -> str:
+        image = model_side(self)
+        side = image // self.vae_scale_factor
         return (
             f"Components(name={self.name!r}, device={self.device}, dtype={self.dtype}, "
+            f"images={image}×{image}, latents={side}×{side}×{self.latent_channels}, "
             f"vae_scale_factor={self.vae_scale_factor}, prediction_type="
             f"{self.scheduler.config.prediction_type!r}, defaults={self.defaults})"
         )

@@ -25,6 +25,14 @@ def test_components_from_folder(tiny_components, tiny_model_dir):
         assert not net.training and not any(p.requires_grad for p in net.parameters())
 
 
+def test_repr_names_the_image_and_latent_sizes_the_model_works_at(tiny_components, tiny_image):
+    """The notebooks print ``c`` instead of writing one model's sizes into their text."""
+    c = tiny_components
+    side = c.unet.config.sample_size
+    assert f"images={side * 2}×{side * 2}, latents={side}×{side}×4" in repr(c)
+    assert tuple(encode(c, tiny_image.resize((side * 2, side * 2))).shape) == (1, 4, side, side)
+
+
 def test_v_prediction_config_is_kept(tiny_components_v):
     assert tiny_components_v.scheduler.config.prediction_type == "v_prediction"
     assert tiny_components_v.inverse_scheduler.config.prediction_type == "v_prediction"
