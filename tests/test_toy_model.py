@@ -25,10 +25,42 @@ def toy():
 
 def test_default_model_is_the_embedded_folder(toy):
     assert toy.name == str(DEFAULT_MODEL_DIR) or DEFAULT_MODEL_DIR.name in toy.name
-    assert toy.vae_scale_factor == 4 and toy.latent_channels == 4  # 64-px images on 16×16 latents, as the card says
     assert toy.unet.config.sample_size == 64 // toy.vae_scale_factor, "the UNet was trained on another VAE's latent grid"
     recorded = json.loads((DEFAULT_MODEL_DIR / "diffedit_lab.json").read_text())
     assert toy.defaults == recorded and recorded["inversion_guidance"] == 1.0
+
+
+def test_model_card_architecture_table_is_the_shipped_configuration(toy):
+    """The card's table (sizes, factor, channels, where cross-attention sits, parameters) is read
+    back and compared with the folder's configs, so a retrained model cannot ship under an old card."""
+    import re
+
+    from diffedit_lab.inputs import model_side
+
+    card = (DEFAULT_MODEL_DIR / "README.md").read_text()
+    row = {m[0]: m[1:] for m in re.findall(r"^\| ([A-Za-z ]+) \(`\w+`\) \| (.+?) \| ([\d.]+) M \|$", card, re.M)}
+    millions = lambda net: round(sum(p.numel() for p in net.parameters()) / 1e6, 2)  # noqa: E731
+
+    side, f = model_side(toy), toy.vae_scale_factor
+    grid = side // f
+    vae, unet = toy.vae.config, toy.unet.config
+    assert row["VAE"] == (
+        f"{side}×{side}×3 → {grid}×{grid}×{toy.latent_channels} (factor {f}), channels "
+        f"{'/'.join(map(str, vae.block_out_channels))}, {vae.layers_per_block} layer per block",
+        f"{millions(toy.vae):.2f}",
+    )
+    attention = [grid >> i for i, kind in enumerate(unet.down_block_types) if kind.startswith("CrossAttn")]
+    assert row["UNet"] == (
+        f"{grid}×{grid}×{unet.in_channels}, channels {'/'.join(map(str, unet.block_out_channels))}, "
+        f"cross-attention at {' and '.join(f'{a}×{a}' for a in attention)}, {unet.layers_per_block} layer per block",
+        f"{millions(toy.unet):.2f}",
+    )
+    text = toy.text_encoder.config
+    assert row["text encoder"] == (
+        f"hidden {text.hidden_size}, {text.num_hidden_layers} layers, {text.num_attention_heads} heads, "
+        f"{toy.tokenizer.model_max_length} tokens",
+        f"{millions(toy.text_encoder):.2f}",
+    )
 
 
 def test_weights_fit_the_package_budget():
