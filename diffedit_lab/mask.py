@@ -13,7 +13,8 @@ they disagree is what has to change:
     D̃      = D_c / (κ·mean(D))                            (``normalized``, ``rescale="mean"``: diffusers)
     D̃      = (D_c − min D_c) / (max D_c − min D_c)        (``normalized``, ``rescale="range"``: the paper)
     M      = [D̃ > τ]                                                     (``mask``, τ = threshold)
-    M      ← fill(M)        (optional, ``fill_holes``: cells of ∁M not 4-connected to the border join M)
+    M      ← fill(M)        (optional, ``fill_holes``: cells of ∁M not 4-connected to the border join M,
+                              when M covers less than half of the image)
     M      ← ε_k(fill(δ_k(M)))  (optional, ``close`` = k: dilate by k cells, fill, erode by k — a closing)
 
 ``mean(D)``, ``min`` and ``max`` are taken **per image**: adding an image to the batch never
@@ -30,15 +31,16 @@ object edit. ``"range"`` cuts between the map's own lowest and (clamped) highest
 the size of the region: one setting for both kinds of edit.
 
 **Holes and resolution** (not in the paper; off by default, as diffusers): when a shape changes and
-its colour stays, ``D`` is a *ring* on the object's outline — inside, both texts agree on the
-colour — so ``M`` can have a hole where the object is. ``fill_holes`` fills it: the edited region
-is the whole object — when the ring is closed; where it is broken, ``close`` = k closes gaps of up
-to 2k cells first (dilate M by k cells, fill, erode by k: what the dilation joined stays joined).
-``M`` lives on the latent grid (8× coarser than the image for Stable
-Diffusion); :meth:`MaskResult.upsampled` gives the finer image-resolution mask
-``[up(D̃) > τ]``, ``up`` bilinear — the same ``D̃`` and ``τ``, cut between the cells (with
-``fill_holes``/``close``: the cells they add to ``M`` set to 1 in ``D̃`` first, and the result
-filled/closed again at image resolution, the radius ``k`` cells in pixels).
+its colour stays, ``D`` is a *ring* on the object's outline — inside, both texts agree on the colour
+— so ``M`` can have a hole where the object is. ``fill_holes`` fills it: the edited region is the
+whole object — when the ring is closed; where it is broken, ``close`` = k closes gaps of up to 2k
+cells first (dilate M by k cells, fill, erode by k: what the dilation joined stays joined). A mask
+that covers half of the image or more is not filled: its holes are not an object's inside but the
+objects a background edit leaves (filled, they would be repainted too). ``M`` lives on the latent
+grid (8× coarser than the image for Stable Diffusion); :meth:`MaskResult.upsampled` gives the finer
+image-resolution mask ``[up(D̃) > τ]``, ``up`` bilinear — the same ``D̃`` and ``τ``, cut between the
+cells (with ``fill_holes``/``close``: the cells they add to ``M`` set to 1 in ``D̃`` first, and the
+result filled/closed again at image resolution, the radius ``k`` cells in pixels).
 
 With the same negative text for both predictions, ``ε̂(Q) − ε̂(R) = w·(ε(Q) − ε(R))``: the guidance
 scale ``w`` cancels in ``D̃``. For v-prediction models ``ε̂`` is the predicted ``v``; since
@@ -198,6 +200,9 @@ def upsample_and_threshold(normalized: torch.Tensor, threshold: float, size: tup
     return refine(mask, fill, close * cell)
 
 
+HOLES_FILLED_BELOW = 0.5  # fill_holes fills a mask that covers less than this share of its image
+
+
 def refine(mask: torch.Tensor, fill: bool = False, close: int = 0) -> torch.Tensor:
     """``mask`` (B, h, w) float 0/1 with its holes filled (``fill``) and closed over ``close``
     cells: ``ε_k(fill(δ_k(M)))`` with ``δ_k``/``ε_k`` the dilation/erosion by a (2k+1)² square —
@@ -207,14 +212,21 @@ def refine(mask: torch.Tensor, fill: bool = False, close: int = 0) -> torch.Tens
     k = 2 * close + 1
     dilated = F.max_pool2d(mask[:, None], k, stride=1, padding=close)[:, 0]  # δ_k(M)
     if fill:
-        dilated = fill_holes(dilated)
+        dilated = fill_holes(dilated, share_of=mask)
     closed = 1 - F.max_pool2d(1 - dilated[:, None], k, stride=1, padding=close)[:, 0]  # ε_k: off the border only
     return torch.maximum(closed, mask)
 
 
-def fill_holes(mask: torch.Tensor) -> torch.Tensor:
+def fill_holes(mask: torch.Tensor, share_of: torch.Tensor | None = None) -> torch.Tensor:
     """``mask`` (B, h, w) float 0/1 with its holes filled: a 0-cell stays 0 only if a path of
-    0-cells, stepping up/down/left/right, joins it to the border (flood fill from the border)."""
+    0-cells, stepping up/down/left/right, joins it to the border (flood fill from the border).
+
+    Only a mask that covers less than half of its image is filled (``share_of``: the mask whose
+    share decides, e.g. ``M`` before a dilation; default ``mask``): a hole in a small region is the
+    inside of an object whose outline changed; the holes of a mask that covers most of the image
+    (a new background) are the objects the edit leaves, and they stay out of it."""
+    share = (mask if share_of is None else share_of).mean((-2, -1), keepdim=True)
+    small = share < HOLES_FILLED_BELOW
     free = 1 - mask
     outside = torch.zeros_like(mask)
     outside[:, [0, -1], :], outside[:, :, [0, -1]] = free[:, [0, -1], :], free[:, :, [0, -1]]
@@ -223,7 +235,7 @@ def fill_holes(mask: torch.Tensor) -> torch.Tensor:
         grown = torch.maximum(outside, torch.stack(
             [p[:, :-2, 1:-1], p[:, 2:, 1:-1], p[:, 1:-1, :-2], p[:, 1:-1, 2:]]).amax(0)) * free
         if torch.equal(grown, outside):
-            return 1 - outside
+            return torch.where(small, 1 - outside, mask)
         outside = grown
 
 

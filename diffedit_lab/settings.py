@@ -8,7 +8,8 @@ One name per quantity (the paper's symbol in brackets):
     rescale              how D is rescaled to [0, 1]: "mean" (diffusers: ÷ κ·mean D)
                          or "range" (the paper: min–max after the clamp)
     threshold            binarise the rescaled map: M = [D̃ > τ]                     (τ)
-    fill_holes           fill the holes of M (not in the paper nor diffusers)
+    fill_holes           fill the holes of M, when M covers under half the image (an
+                         object's inside; not in the paper nor diffusers)
     close                close M over gaps of this many cells (dilate, fill, erode; 0: off;
                          not in the paper nor diffusers)
     encoding_ratio       how far DDIM encodes the input: ⌊steps·r⌋ steps            (r)

@@ -148,6 +148,30 @@ def test_fill_holes_fills_enclosed_cells_only():
     assert torch.equal(mask_module.fill_holes(batch), torch.cat([expected, torch.zeros(1, 8, 8), torch.ones(1, 8, 8)]))
 
 
+def test_fill_holes_leaves_the_objects_of_a_mask_that_covers_most_of_the_image():
+    """A background edit's mask: everything but two objects. Its holes are what the edit keeps —
+    filled, the objects would be repainted. Half of the image is where filling stops."""
+    background = torch.ones(1, 8, 8)
+    background[0, 2:4, 1:3] = 0  # an object
+    background[0, 5:7, 4:7] = 0  # another
+    assert torch.equal(mask_module.fill_holes(background), background)
+    ring = _ring()  # 12 of 64 cells: an object's outline, filled
+    assert mask_module.fill_holes(ring)[0, 3:5, 3:5].eq(1).all()
+    half = torch.zeros(1, 8, 8)
+    half[0, :, :4] = 1
+    half[0, 2:4, 1:3] = 0  # 28 of 64 cells, under half: its hole is filled
+    assert mask_module.fill_holes(half)[0, 2:4, 1:3].eq(1).all()
+    half[0, 0:2, 4] = 1  # 30 cells, still under half
+    assert mask_module.fill_holes(half)[0, 2:4, 1:3].eq(1).all()
+    half[0, :, 4] = 1  # 36 cells: more than half — left as it is
+    assert torch.equal(mask_module.fill_holes(half), half)
+    sea = torch.ones(1, 12, 12)
+    sea[0, 3:6, 4:7] = 0  # a 3×3 object: a closing over 1 cell keeps it, filling must not take it
+    assert torch.equal(mask_module.refine(sea, fill=True, close=1), sea)
+    batch = torch.cat([background, ring])  # each image decided on its own
+    assert torch.equal(mask_module.fill_holes(batch), torch.cat([background, mask_module.fill_holes(ring)]))
+
+
 def test_rethreshold_fill_holes_and_upsampled_mask(result, monkeypatch):
     monkeypatch.setattr(mask_module, "unet_output", None)  # no model call
     filled = result.rethreshold(fill_holes=True)
