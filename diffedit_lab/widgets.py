@@ -198,7 +198,9 @@ def _clamp_slider(value: float):
 
 
 def _fill_checkbox(value: bool):
-    return W.Checkbox(value=bool(value), description="fill holes", indent=False, layout=W.Layout(width="110px"))
+    return W.Checkbox(value=bool(value), description="fill holes", indent=False, layout=W.Layout(width="110px"),
+                      tooltip="fill the holes of a mask under half the image (an object's inside; "
+                              "a larger mask's holes are the objects it keeps)")
 
 
 RESCALE_LABELS = (("÷ κ·mean (diffusers)", "mean"), ("min–max (paper)", "range"))
