@@ -227,6 +227,8 @@ def fill_holes(mask: torch.Tensor, share_of: torch.Tensor | None = None) -> torc
     (a new background) are the objects the edit leaves, and they stay out of it."""
     share = (mask if share_of is None else share_of).mean((-2, -1), keepdim=True)
     small = share < HOLES_FILLED_BELOW
+    if not bool(small.any()):  # every mask covers half of its image or more: nothing to fill
+        return mask
     free = 1 - mask
     outside = torch.zeros_like(mask)
     outside[:, [0, -1], :], outside[:, :, [0, -1]] = free[:, [0, -1], :], free[:, :, [0, -1]]
