@@ -189,7 +189,9 @@ def upsample_and_threshold(normalized: torch.Tensor, threshold: float, size: tup
     """``[up(D̃) > τ]`` (B, H, W) float 0/1, ``up`` bilinear to ``size`` = (H, W) — the mask at
     image resolution. With ``fill``/``close``, the cells they add to the latent mask are first set
     to 1 in ``D̃`` (upsampling must not reopen a ring closed on the latent grid), and the result is
-    filled/closed again, the radius ``close`` cells in pixels of ``size``."""
+    filled/closed again, the radius ``close`` cells in pixels of ``size``; whether an image is filled
+    at all (:func:`fill_holes`'s half-image rule) is decided once, on the latent ``M``, so the two
+    resolutions agree."""
     check_radius("close", close)
     if fill or close:
         latent = (normalized > threshold).float()
@@ -197,22 +199,25 @@ def upsample_and_threshold(normalized: torch.Tensor, threshold: float, size: tup
     up = F.interpolate(normalized[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)
     mask = (up[:, 0] > threshold).float()
     cell = round(size[0] / normalized.shape[-2])  # pixels per latent cell
-    return refine(mask, fill, close * cell)
+    return refine(mask, fill, close * cell, share_of=(normalized > threshold).float())  # filled iff M is
 
 
 HOLES_FILLED_BELOW = 0.5  # fill_holes fills a mask that covers less than this share of its image
 
 
-def refine(mask: torch.Tensor, fill: bool = False, close: int = 0) -> torch.Tensor:
+def refine(mask: torch.Tensor, fill: bool = False, close: int = 0,
+           share_of: torch.Tensor | None = None) -> torch.Tensor:
     """``mask`` (B, h, w) float 0/1 with its holes filled (``fill``) and closed over ``close``
     cells: ``ε_k(fill(δ_k(M)))`` with ``δ_k``/``ε_k`` the dilation/erosion by a (2k+1)² square —
-    gaps of up to 2k cells join, and what the dilation joined stays joined. Never removes a cell."""
+    gaps of up to 2k cells join, and what the dilation joined stays joined. Never removes a cell.
+    ``share_of`` (default ``mask``, before the dilation) decides which images are filled (:func:`fill_holes`)."""
+    share_of = mask if share_of is None else share_of
     if not close:
-        return fill_holes(mask) if fill else mask
+        return fill_holes(mask, share_of=share_of) if fill else mask
     k = 2 * close + 1
     dilated = F.max_pool2d(mask[:, None], k, stride=1, padding=close)[:, 0]  # δ_k(M)
     if fill:
-        dilated = fill_holes(dilated, share_of=mask)
+        dilated = fill_holes(dilated, share_of=share_of)
     closed = 1 - F.max_pool2d(1 - dilated[:, None], k, stride=1, padding=close)[:, 0]  # ε_k: off the border only
     return torch.maximum(closed, mask)
 
@@ -222,7 +227,7 @@ def fill_holes(mask: torch.Tensor, share_of: torch.Tensor | None = None) -> torc
     0-cells, stepping up/down/left/right, joins it to the border (flood fill from the border).
 
     Only a mask that covers less than half of its image is filled (``share_of``: the mask whose
-    share decides, e.g. ``M`` before a dilation; default ``mask``): a hole in a small region is the
+    share decides, e.g. ``M`` before a dilation or at the latent resolution; default ``mask``): a hole in a small region is the
     inside of an object whose outline changed; the holes of a mask that covers most of the image
     (a new background) are the objects the edit leaves, and they stay out of it."""
     share = (mask if share_of is None else share_of).mean((-2, -1), keepdim=True)

@@ -206,6 +206,24 @@ def test_upsampling_keeps_a_ring_closed_on_the_latent_grid():
     assert (fine[0, 8:16, 8:16] == 1).all()  # the hole's pixels
 
 
+def test_upsampled_mask_is_filled_exactly_when_the_latent_mask_is():
+    """The half-image rule is decided on the latent ``M``: a mask just over half of the latent grid
+    whose bilinear upsampling shrinks under half keeps its hole at both resolutions."""
+    normalized = torch.zeros(1, 8, 8)
+    normalized[0, :, :5] = 0.55  # 40 cells just above τ = 0.5
+    normalized[0, 3:5, 1:3] = 0.0  # a 2×2 hole: 36 of 64 cells, more than half
+    latent = (normalized > 0.5).float()
+    assert latent.mean() >= mask_module.HOLES_FILLED_BELOW
+    assert torch.equal(mask_module.refine(latent, fill=True), latent)  # M keeps its hole
+    plain = mask_module.upsample_and_threshold(normalized, 0.5, (32, 32), fill=False)
+    assert plain.mean() < mask_module.HOLES_FILLED_BELOW  # upsampled, the edges give way: under half
+    fine = mask_module.upsample_and_threshold(normalized, 0.5, (32, 32), fill=True)
+    assert not fine[0, 14:18, 6:10].any()  # the hole's middle stays out, as in M
+    normalized[0, :, 4] = 0.0  # 28 of 64 cells: under half, filled on both grids
+    assert mask_module.refine((normalized > 0.5).float(), fill=True)[0, 3:5, 1:3].eq(1).all()
+    assert mask_module.upsample_and_threshold(normalized, 0.5, (32, 32), fill=True)[0, 12:20, 4:12].eq(1).all()
+
+
 def test_noise_diff_mask_fill_holes(tiny_components, z0, result):
     filled = noise_diff_mask(tiny_components, z0, SOURCE, TARGET, n=3, clamp_ratio=1.5, seed=0, fill_holes=True,
                              progress=False)
