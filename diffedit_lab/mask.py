@@ -193,13 +193,13 @@ def upsample_and_threshold(normalized: torch.Tensor, threshold: float, size: tup
     at all (:func:`fill_holes`'s half-image rule) is decided once, on the latent ``M``, so the two
     resolutions agree."""
     check_radius("close", close)
+    latent = (normalized > threshold).float()  # M
     if fill or close:
-        latent = (normalized > threshold).float()
         normalized = torch.maximum(normalized, refine(latent, fill, close) - latent)
     up = F.interpolate(normalized[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)
     mask = (up[:, 0] > threshold).float()
     cell = round(size[0] / normalized.shape[-2])  # pixels per latent cell
-    return refine(mask, fill, close * cell, share_of=(normalized > threshold).float())  # filled iff M is
+    return refine(mask, fill, close * cell, share_of=latent)  # filled iff M is
 
 
 HOLES_FILLED_BELOW = 0.5  # fill_holes fills a mask that covers less than this share of its image

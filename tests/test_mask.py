@@ -206,7 +206,7 @@ def test_upsampling_keeps_a_ring_closed_on_the_latent_grid():
     assert (fine[0, 8:16, 8:16] == 1).all()  # the hole's pixels
 
 
-def test_upsampled_mask_is_filled_exactly_when_the_latent_mask_is():
+def test_upsampled_mask_is_filled_exactly_when_the_latent_mask_is(monkeypatch):
     """The half-image rule is decided on the latent ``M``: a mask just over half of the latent grid
     whose bilinear upsampling shrinks under half keeps its hole at both resolutions."""
     normalized = torch.zeros(1, 8, 8)
@@ -222,6 +222,10 @@ def test_upsampled_mask_is_filled_exactly_when_the_latent_mask_is():
     normalized[0, :, 4] = 0.0  # 28 of 64 cells: under half, filled on both grids
     assert mask_module.refine((normalized > 0.5).float(), fill=True)[0, 3:5, 1:3].eq(1).all()
     assert mask_module.upsample_and_threshold(normalized, 0.5, (32, 32), fill=True)[0, 12:20, 4:12].eq(1).all()
+    shares, fill_holes = [], mask_module.fill_holes  # filled, M is 32 of 64 cells: the decision is on M's 28
+    monkeypatch.setattr(mask_module, "fill_holes", lambda m, share_of=None: shares.append(share_of.mean()) or fill_holes(m, share_of))
+    mask_module.upsample_and_threshold(normalized, 0.5, (32, 32), fill=True)
+    assert shares == [28 / 64, 28 / 64]  # on the latent grid and at image resolution
 
 
 def test_noise_diff_mask_fill_holes(tiny_components, z0, result):
