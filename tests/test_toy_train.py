@@ -226,6 +226,36 @@ def test_offset_noise_makes_each_channels_mean_noise_and_is_recorded_in_the_expo
     assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
+def test_sd_levels_train_a_share_of_each_batch_at_stable_diffusions_noise_levels(tmp_path):
+    """sd_noise_levels(side)[u]: the first step of the side's schedule whose SNR is at most SD's at u
+    (on 16×16 the identity); --sd-levels p draws that step for a share p of the batch, p = 0 is
+    plain randint (the runs so far unchanged); the export records p, and a share outside 0–1 is refused."""
+    from diffusers import DDIMScheduler
+
+    def snr(side):
+        a = DDIMScheduler(**train.scheduler_config(side)).alphas_cumprod.double()
+        return a / (1 - a)
+
+    assert torch.equal(train.sd_noise_levels(16), torch.arange(1000))
+    to_own, own, sd = train.sd_noise_levels(32), snr(32), snr(16)
+    assert (own[to_own] <= sd).all() and (own[to_own - 1][to_own > 0] > sd[to_own > 0]).all()
+    assert to_own[-1] < 900 and to_own[500] < 300  # SD's noisiest step is ÷4's t ≈ 875
+    g = lambda: torch.Generator().manual_seed(5)
+    assert torch.equal(train.draw_timesteps(64, g()), torch.randint(0, 1000, (64,), generator=g()))
+    every = train.draw_timesteps(20_000, g(), 1.0, to_own)
+    assert every.max() <= to_own[-1] and torch.isin(every, to_own).all()
+    half = train.draw_timesteps(20_000, g(), 0.5, to_own)
+    assert (half > to_own[-1]).float().mean().item() == pytest.approx(0.5 * (999 - to_own[-1].item()) / 1000, abs=0.01)
+    folder = tmp_path / "model"
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "run"), "--sd-levels", "0.5",
+                "--export", str(folder)])
+    assert json.loads((folder / "training.json").read_text()) == {"unet_steps": 3, "sd_levels": 0.5}
+    for bad in ("-0.1", "1.5", "nan"):
+        with pytest.raises(SystemExit):
+            train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), "--sd-levels", bad])
+    assert not (tmp_path / "bad").exists()
+
+
 def test_bf16_trains_the_forward_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch):
     """--bf16: the UNet's forward runs under CPU autocast (its convolutions compute in bfloat16),
     while the weights, the EMA and the exported model stay float32; the export records it."""

@@ -29,7 +29,8 @@ Two phases, each resumable from its last checkpoint in ``--out`` (saved every
    latents; on 32×32 ones every SNR is divided by 4 (:func:`scheduler_config`), and the export's
    scheduler carries the same ``ᾱ_t``. ``--offset-noise σ`` adds a per-channel constant
    ``σ·ε_c`` to ε (:func:`draw_noise`), so that z_t's overall colour is noise at high t and the
-   model takes it from the text instead.
+   model takes it from the text instead. ``--sd-levels p`` trains a share ``p`` of each batch at
+   the noise levels SD's unshifted schedule visits (:func:`sd_noise_levels`).
 
 ``--export DIR`` writes a diffusers folder (``save_pretrained``) that both
 ``diffedit_lab.load_components`` and diffusers' own pipelines load, plus ``diffedit_lab.json``.
@@ -342,11 +343,39 @@ def draw_noise(shape: tuple, generator: torch.Generator, offset: float = 0.0) ->
     return eps
 
 
+def sd_noise_levels(latent_size: int) -> torch.Tensor:
+    """For each step ``u`` of Stable Diffusion's unshifted schedule, the step of this grid's
+    schedule (:func:`scheduler_config`) with the same noise level — the first ``t`` whose SNR is at
+    most SD's at ``u``:
+
+        t(u) = min { t : SNR_side(t) ≤ SNR_SD(u) }   (on 32×32, SNR_side = SNR_SD / 4, so t(u) ≤ u)
+
+    Training at ``t(u)`` for ``u`` drawn uniformly spends the steps at the noise levels SD's schedule
+    visits, labelled as this model's sampler will meet them; on 16×16 latents ``t(u) = u``."""
+    from diffusers import DDIMScheduler
+
+    def snr(side):
+        a = DDIMScheduler(**scheduler_config(side)).alphas_cumprod.double()
+        return a / (1 - a)
+
+    return torch.searchsorted(-snr(latent_size), -snr(BASE_LATENT)).clamp(max=999)
+
+
+def draw_timesteps(batch: int, generator: torch.Generator, sd_levels: float = 0.0,
+                   to_own: torch.Tensor | None = None) -> torch.Tensor:
+    """Training steps ``t`` uniform in 0…999; with ``sd_levels`` p, each one with probability p is
+    ``to_own[u]`` (:func:`sd_noise_levels`) for a uniform ``u`` instead. p = 0: plain ``randint``."""
+    t = torch.randint(0, 1000, (batch,), generator=generator)
+    if sd_levels:
+        t = torch.where(torch.rand(batch, generator=generator) < sd_levels, to_own[t], t)
+    return t
+
+
 def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: int, seed: int,
                export_every: int, export_to: Path | None, max_length: int = MAX_LENGTH,
                init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3,
                width: int = UNET_WIDTH, cover: torch.Tensor | None = None, object_weight: float = 0.0,
-               offset_noise: float = 0.0, bf16: bool = False):
+               offset_noise: float = 0.0, bf16: bool = False, sd_levels: float = 0.0):
     """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss. ``init``:
     ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet. ``cover``
     (:func:`object_coverage` of the latents' scenes) and ``object_weight`` λ: each cell's
@@ -354,7 +383,9 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     ``bf16``: the forward pass under ``torch.autocast("cpu", torch.bfloat16)`` (mixed precision:
     weights, optimiser, EMA and the loss stay float32) — on CPUs with AMX or AVX-512 BF16 it is
     faster: 0.9 s against 1.3–1.45 s per step for the 32×32-latent UNet at batch 32 on 2 threads
-    (model card, ``runs/f2b``)."""
+    (model card, ``runs/f2b``). ``sd_levels``: the share of each batch whose noise levels follow
+    Stable Diffusion's unshifted schedule (:func:`sd_noise_levels`); the rest, and all when 0, are
+    uniform in this grid's ``t``."""
     from diffusers import DDIMScheduler
 
     mean, std = latents
@@ -390,13 +421,16 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     noted = {"offset_noise": offset_noise} if offset_noise else {}  # in the export's training.json
     if bf16:
         noted["bf16"] = True
+    if sd_levels:
+        noted["sd_levels"] = sd_levels
+        to_own = sd_noise_levels(mean.shape[-1])
     bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps, mininterval=30)
     for step in bar:
         set_lr(opt, step, steps, warmup=200, floor=0.2, peak=peak_lr)
         idx = torch.randint(len(ids), (batch,), generator=g)
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * sf
         tok = torch.where(torch.rand(batch, 1, generator=g) < 0.1, empty, ids[idx])
-        t = torch.randint(0, 1000, (batch,), generator=g)
+        t = draw_timesteps(batch, g, sd_levels, to_own if sd_levels else None)
         eps = draw_noise(z0.shape, g, offset_noise)
         a = alphas[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
@@ -574,6 +608,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bf16", action="store_true",
                    help="phase 2's forward pass in bfloat16 mixed precision (torch.autocast on the CPU; weights, "
                         "optimiser and loss in float32): ≈ 1.5× faster where the CPU has AMX or AVX-512 BF16")
+    p.add_argument("--sd-levels", type=float, default=0.0,
+                   help="share of each batch (0–1) trained at the noise levels of Stable Diffusion's unshifted "
+                        "schedule, on this model's own t (more low-noise steps on 32×32 latents); 0: uniform t")
     p.add_argument("--widen-from", type=Path, default=None,
                    help="start --out from another run's checkpoints widened to --latent-channels (toy.widen)")
     p.add_argument("--warm-start", type=Path, default=None,
@@ -592,6 +629,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--object-weight must be a finite number ≥ 0, got {a.object_weight}")
     if not 0 <= a.offset_noise < math.inf:
         p.error(f"--offset-noise must be a finite number ≥ 0, got {a.offset_noise}")
+    if not 0 <= a.sd_levels <= 1:
+        p.error(f"--sd-levels must be a share between 0 and 1, got {a.sd_levels}")
     if a.latent_channels < 1:
         p.error(f"--latent-channels must be at least 1, got {a.latent_channels}")
     if a.widen_from and a.warm_start:
@@ -632,7 +671,7 @@ def main(argv: list[str] | None = None) -> None:
             a.unet_scenes, a.seed, a.world, a.classic_fraction, a.image_size, a.vae_factor))
     train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
                a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr, a.unet_width,
-               cover, a.object_weight, a.offset_noise, a.bf16)
+               cover, a.object_weight, a.offset_noise, a.bf16, a.sd_levels)
     if a.export:
         print(f"exported to {a.export}")
 
