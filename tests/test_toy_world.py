@@ -331,3 +331,16 @@ def test_random_kind_and_bad_arguments():
         make_edit(0, "background")  # the classic world has one background
     with pytest.raises(ValueError, match="world"):
         make_scene(0, "fantasy")
+
+
+def test_reverse_caption_names_the_objects_right_to_left_as_the_mirrored_scene_would():
+    from dataclasses import replace
+
+    from diffedit_lab.toy.world import caption, reverse_caption
+
+    for i in range(60):
+        scene = make_scene(i, "rich")
+        mirrored = tuple(replace(o, cx=-o.cx) for o in scene.objects)
+        assert reverse_caption(scene.caption) == caption(mirrored, scene.background, scene.night)
+    assert reverse_caption("a red circle and a blue square") == "a blue square and a red circle"
+    assert reverse_caption("a big red star at night") == "a big red star at night"

@@ -22,21 +22,19 @@ with it between the slower text→image reads (model card, ``runs/f2b``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 import torch
 
 from .quality import HELD_OUT_SEED, rich_held_out_scenes
-from .world import Scene, caption
+from .world import Scene, reverse_caption
 
 TIMESTEPS = (100, 300, 500, 700, 850, 950)
 
 
 def reversed_caption(scene: Scene) -> str:
     """``scene``'s caption with its objects named right to left (background and time unchanged)."""
-    mirrored = tuple(dataclasses.replace(o, cx=-o.cx) for o in scene.objects)
-    return caption(mirrored, scene.background, scene.night)
+    return reverse_caption(scene.caption)
 
 
 def probe_scenes(n: int, seed: int = HELD_OUT_SEED, size: int = 64) -> list[Scene]:

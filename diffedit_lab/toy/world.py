@@ -130,6 +130,15 @@ def caption(objects: tuple[Obj, ...], background: str = "plain", night: bool = F
     return text + (" at night" if night else "")
 
 
+def reverse_caption(text: str) -> str:
+    """A caption with its objects named right to left — the caption of the mirrored scene:
+    ``"a red circle and a big blue star on grass"`` → ``"a big blue star and a red circle on grass"``."""
+    objects, sep, rest = text.partition(" on ")
+    if not sep:
+        objects, sep, rest = text.partition(" at night")
+    return " and ".join(reversed(objects.split(" and "))) + sep + rest
+
+
 def _polygon(o: Obj, s: int) -> list[tuple[float, float]] | None:
     cx, cy, r = o.cx * s, o.cy * s, o.r * s
     if o.shape == "square":
