@@ -256,6 +256,38 @@ def test_sd_levels_train_a_share_of_each_batch_at_stable_diffusions_noise_levels
     assert not (tmp_path / "bad").exists()
 
 
+def test_order_loss_charges_a_model_that_ignores_the_captions_order(tmp_path, monkeypatch):
+    """order_loss: the hinge max(0, m − gap) on the relative rise of the ε-error when the caption is
+    reversed — m for a bag-of-objects model (gap 0), 0 once the reversed caption costs more than m;
+    --order-weight adds it for the captions of two or more objects (a second UNet call on them),
+    records it in the export, and refuses bad values."""
+    eps = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    pred = eps + 0.1 * torch.randn(eps.shape, generator=torch.Generator().manual_seed(1))
+    assert train.order_loss(pred, pred, eps).item() == pytest.approx(train.ORDER_MARGIN)
+    worse = eps + 2 * (pred - eps)  # twice the error, four times its square: gap 3
+    assert train.order_loss(pred, worse, eps).item() == 0.0
+    assert train.order_loss(worse, pred, eps).item() > train.ORDER_MARGIN  # the true caption worse
+    calls = []
+    make = train.unet_model
+
+    def counted(*args, **kw):
+        unet = make(*args, **kw)
+        unet.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+        return unet
+
+    monkeypatch.setattr(train, "unet_model", counted)
+    folder = tmp_path / "model"
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "run"), "--order-weight", "0.05",
+                "--export", str(folder)])
+    assert len(calls) > 3 and sum(calls) > 3 * 4  # three batches of 4, plus their reversible captions
+    assert json.loads((folder / "training.json").read_text()) == {"unet_steps": 3, "order_weight": 0.05,
+                                                                  "order_margin": train.ORDER_MARGIN}
+    for bad in (["--order-weight", "-1"], ["--order-weight", "nan"], ["--order-margin", "0"]):
+        with pytest.raises(SystemExit):
+            train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), *bad])
+    assert not (tmp_path / "bad").exists()
+
+
 def test_bf16_trains_the_forward_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch):
     """--bf16: the UNet's forward runs under CPU autocast (its convolutions compute in bfloat16),
     while the weights, the EMA and the exported model stay float32; the export records it."""
@@ -278,3 +310,36 @@ def test_bf16_trains_the_forward_in_bfloat16_and_keeps_float32_weights(tmp_path,
     seen.clear()
     train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "plain")])
     assert seen[:3] == [torch.float32] * 3  # without the flag: float32 as before
+
+
+def test_device_is_checked_before_any_work_and_a_seed_trains_the_same_on_it(tmp_path, capsys):
+    """--device names where the networks train, checked before anything is written (the same
+    one-line errors as the CLI's); every draw is made on the CPU, so with one seed a run on an
+    explicit --device cpu writes the same weights as the default run here."""
+    bad = ["--device", "nosuch"] if torch.cuda.is_available() else ["--device", "cuda"]
+    for flag in (["--device", "nosuch"], bad):
+        with pytest.raises(SystemExit):
+            train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), *flag])
+        assert "--device=" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    if torch.cuda.is_available():
+        return  # the default there is CUDA: the comparison below is the CPU's
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "default")])
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "cpu"), "--device", "cpu"])
+    a, b = (torch.load(tmp_path / run / "unet.pt", weights_only=False) for run in ("default", "cpu"))
+    assert a["step"] == b["step"] == 3
+    assert all(torch.equal(a["unet"][k], b["unet"][k]) for k in a["unet"])
+    assert not all(torch.equal(a["unet"][k], a["ema_unet"][k]) for k in a["unet"])  # it did train
+
+
+def test_checkpoints_hold_cpu_tensors_at_every_depth():
+    """save_state writes what on_cpu returns: every tensor of nested dicts, lists and tuples moved
+    to the CPU (a checkpoint written on a GPU loads where there is none); other values untouched."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    state = {"a": torch.ones(2, device=device), "opt": {"state": {0: {"exp_avg": torch.zeros(3, device=device)}},
+                                                        "param_groups": [{"params": [0], "lr": 1e-3}]},
+             "pair": (torch.ones(1, device=device), 5), "step": 7}
+    moved = train.on_cpu(state)
+    assert moved["a"].device.type == moved["opt"]["state"][0]["exp_avg"].device.type == "cpu"
+    assert moved["pair"][0].device.type == "cpu" and moved["pair"][1] == 5 and isinstance(moved["pair"], tuple)
+    assert moved["opt"]["param_groups"] == state["opt"]["param_groups"] and moved["step"] == 7
