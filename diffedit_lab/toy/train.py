@@ -423,7 +423,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet. ``cover``
     (:func:`object_coverage` of the latents' scenes) and ``object_weight`` λ: each cell's
     squared error weighed by ``1 + λ·cover``. ``offset_noise``: σ of :func:`draw_noise`.
-    ``bf16``: the forward pass under ``torch.autocast("cpu", torch.bfloat16)`` (mixed precision:
+    ``bf16``: the forward pass under ``torch.autocast(device, torch.bfloat16)`` (mixed precision:
     weights, optimiser, EMA and the loss stay float32) — on CPUs with AMX or AVX-512 BF16 it is
     faster: 0.9 s against 1.3–1.45 s per step for the 32×32-latent UNet at batch 32 on 2 threads
     (model card, ``runs/f2b``). ``sd_levels``: the share of each batch whose noise levels follow
@@ -676,8 +676,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="σ: add a per-channel constant σ·N(0, 1) to the training noise (offset noise), so the "
                         "model takes the overall colour from the text, not from z_t's mean; 0: plain")
     p.add_argument("--bf16", action="store_true",
-                   help="phase 2's forward pass in bfloat16 mixed precision (torch.autocast on the CPU; weights, "
-                        "optimiser and loss in float32): ≈ 1.5× faster where the CPU has AMX or AVX-512 BF16")
+                   help="phase 2's forward pass in bfloat16 mixed precision (torch.autocast on --device; weights, "
+                        "optimiser and loss in float32): ≈ 1.5× faster on a CPU with AMX or AVX-512 BF16")
     p.add_argument("--sd-levels", type=float, default=0.0,
                    help="share of each batch (0–1) trained at the noise levels of Stable Diffusion's unshifted "
                         "schedule, on this model's own t (more low-noise steps on 32×32 latents); 0: uniform t")
