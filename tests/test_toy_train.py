@@ -288,6 +288,44 @@ def test_order_loss_charges_a_model_that_ignores_the_captions_order(tmp_path, mo
     assert not (tmp_path / "bad").exists()
 
 
+def test_count_loss_charges_a_model_that_ignores_a_missing_object(tmp_path, monkeypatch):
+    """count_loss: the order loss's hinge with the caption one object short — m when leaving an
+    object out of the caption costs nothing, 0 once it costs more than m; --count-weight adds it for
+    the captions of two or more objects (one more UNet call on them),
+    records it in the export, and refuses bad values."""
+    eps = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    pred = eps + 0.1 * torch.randn(eps.shape, generator=torch.Generator().manual_seed(1))
+    assert train.count_loss(pred, pred, eps).item() == pytest.approx(train.COUNT_MARGIN)
+    assert train.count_loss(pred, eps + 2 * (pred - eps), eps).item() == 0.0
+    assert train.count_loss(pred, pred, eps, margin=0.3).item() == pytest.approx(0.3)
+    calls, shortened = [], []
+    make, short = train.unet_model, train.short_caption
+
+    def counted(*args, **kw):
+        unet = make(*args, **kw)
+        unet.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+        return unet
+
+    def recorded(text):
+        shortened.append((text, short(text)))
+        return shortened[-1][1]
+
+    monkeypatch.setattr(train, "unet_model", counted)
+    monkeypatch.setattr(train, "short_caption", recorded)
+    folder = tmp_path / "model"
+    train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "run"), "--count-weight", "0.05",
+                "--export", str(folder)])
+    assert len(shortened) == 64  # every training caption, once
+    assert any(a != b for a, b in shortened)  # some name two or more objects
+    assert len(calls) > 3 and sum(calls) > 3 * 4  # three batches of 4, plus their captions one object short
+    assert json.loads((folder / "training.json").read_text()) == {"unet_steps": 3, "count_weight": 0.05,
+                                                                  "count_margin": train.COUNT_MARGIN}
+    for bad in (["--count-weight", "-1"], ["--count-weight", "inf"], ["--count-margin", "0"]):
+        with pytest.raises(SystemExit):
+            train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "bad"), *bad])
+    assert not (tmp_path / "bad").exists()
+
+
 def test_bf16_trains_the_forward_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch):
     """--bf16: the UNet's forward runs under CPU autocast (its convolutions compute in bfloat16),
     while the weights, the EMA and the exported model stay float32; the export records it."""

@@ -344,3 +344,16 @@ def test_reverse_caption_names_the_objects_right_to_left_as_the_mirrored_scene_w
         assert reverse_caption(scene.caption) == caption(mirrored, scene.background, scene.night)
     assert reverse_caption("a red circle and a blue square") == "a blue square and a red circle"
     assert reverse_caption("a big red star at night") == "a big red star at night"
+
+
+def test_short_caption_leaves_out_the_last_named_object_and_keeps_the_rest():
+    from diffedit_lab.toy.world import caption, short_caption
+
+    for i in range(60):
+        scene = make_scene(i, "rich")
+        ordered = sorted(scene.objects, key=lambda o: o.cx)
+        expected = caption(tuple(ordered[:-1]), scene.background, scene.night) if len(ordered) > 1 else scene.caption
+        assert short_caption(scene.caption) == expected
+    assert short_caption("a red circle and a blue square") == "a red circle"
+    assert short_caption("a small red star and a big blue star on water at night") == "a small red star on water at night"
+    assert short_caption("a big red star at night") == "a big red star at night"

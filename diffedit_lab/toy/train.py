@@ -32,7 +32,8 @@ Two phases, each resumable from its last checkpoint in ``--out`` (saved every
    model takes it from the text instead. ``--sd-levels p`` trains a share ``p`` of each batch at
    the noise levels SD's unshifted schedule visits (:func:`sd_noise_levels`). ``--order-weight λ``
    adds :func:`order_loss`, which asks the ε-error to rise when the caption names the objects in
-   reverse (a model can otherwise draw the right objects in any order).
+   reverse (a model can otherwise draw the right objects in any order); ``--count-weight λ`` adds
+   :func:`count_loss`, the same with the caption one object short.
 
 ``--export DIR`` writes a diffusers folder (``save_pretrained``) that both
 ``diffedit_lab.load_components`` and diffusers' own pipelines load, plus ``diffedit_lab.json``.
@@ -56,7 +57,7 @@ from tqdm.auto import tqdm
 
 from diffedit_lab.models import check_device, default_device
 from diffedit_lab.toy.tokenizer import build_clip_tokenizer
-from diffedit_lab.toy.world import VOCABULARY, WORDS, make_scene, reverse_caption
+from diffedit_lab.toy.world import VOCABULARY, WORDS, make_scene, reverse_caption, short_caption
 
 MAX_LENGTH = 16  # tokens, classic world ("a red circle and a blue square" is 9 with BOS/EOS)
 RICH_MAX_LENGTH = 24  # rich world: three named sizes, a background and "at night" take 21
@@ -412,13 +413,29 @@ def order_loss(pred: torch.Tensor, pred_rev: torch.Tensor, eps: torch.Tensor, ma
     return F.relu(margin - gap).mean()
 
 
+COUNT_MARGIN = 0.1
+"""The count loss's margin (the order loss's); at t 850–950, where an edit's decoding starts, the
+models of December 2026 pay only 2–13 % for a caption one object short (model card, *Does it count?*)."""
+
+
+def count_loss(pred: torch.Tensor, pred_short: torch.Tensor, eps: torch.Tensor, margin: float = COUNT_MARGIN) -> torch.Tensor:
+    """:func:`order_loss`'s hinge with ``y′`` the caption one object short (the last named left out,
+    :func:`~diffedit_lab.toy.world.short_caption`):
+
+        gap = (‖ε − ε̂(y′)‖² − ‖ε − ε̂(y)‖²) / sg(‖ε − ε̂(y)‖²),   L = mean(max(0, m − gap))
+
+    A model that draws an object whether or not the caption names it — and so fills a removed
+    object's hole with another of the caption's objects — has gap 0 and pays ``m``."""
+    return order_loss(pred, pred_short, eps, margin)
+
+
 def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: int, seed: int,
                export_every: int, export_to: Path | None, max_length: int = MAX_LENGTH,
                init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3,
                width: int = UNET_WIDTH, cover: torch.Tensor | None = None, object_weight: float = 0.0,
                offset_noise: float = 0.0, bf16: bool = False, sd_levels: float = 0.0,
                order_weight: float = 0.0, order_margin: float = ORDER_MARGIN,
-               device: str | torch.device = "cpu"):
+               device: str | torch.device = "cpu", count_weight: float = 0.0, count_margin: float = COUNT_MARGIN):
     """Phase 2: text encoder + UNet with the (min-SNR weighted) ε-prediction loss. ``init``:
     ``{"te": state, "unet": state}`` to start from when there is no checkpoint yet. ``cover``
     (:func:`object_coverage` of the latents' scenes) and ``object_weight`` λ: each cell's
@@ -429,7 +446,8 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     (model card, ``runs/f2b``). ``sd_levels``: the share of each batch whose noise levels follow
     Stable Diffusion's unshifted schedule (:func:`sd_noise_levels`); the rest, and all when 0, are
     uniform in this grid's ``t``. ``order_weight`` λ: add :func:`order_loss` for the samples whose
-    caption names two or more objects (not dropped for guidance). ``device``: where the networks
+    caption names two or more objects (not dropped for guidance); ``count_weight`` λ: add
+    :func:`count_loss` for those of two or more objects (one more UNet call on them). ``device``: where the networks
     train; every random draw is made on the CPU, so a seed gives the same batches on any device."""
     from diffusers import DDIMScheduler
 
@@ -465,6 +483,10 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
         rev_ids = tokenizer([reverse_caption(c) for c in captions], padding="max_length", max_length=max_length,
                             truncation=True, return_tensors="pt").input_ids
         reversible = (rev_ids != ids).any(dim=1)
+    if count_weight:  # each caption with its last-named object left out
+        short_ids = tokenizer([short_caption(c) for c in captions], padding="max_length", max_length=max_length,
+                              truncation=True, return_tensors="pt").input_ids
+        countable = (short_ids != ids).any(dim=1)
     alphas = DDIMScheduler(**scheduler_config(mean.shape[-1])).alphas_cumprod  # ᾱ_t, the training schedule
     snr = alphas / (1 - alphas)
     g = torch.Generator().manual_seed(seed + start)
@@ -477,8 +499,11 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
         to_own = sd_noise_levels(mean.shape[-1])
     if order_weight:
         noted.update(order_weight=order_weight, order_margin=order_margin)
+    if count_weight:
+        noted.update(count_weight=count_weight, count_margin=count_margin)
     bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps, mininterval=30)
     noted_order = torch.tensor(float("nan"))  # the last batch's order loss, logged
+    noted_count = torch.tensor(float("nan"))  # and count loss
     cpu_copy = (lambda m: m) if dev.type == "cpu" else (lambda m: copy.deepcopy(m).to("cpu"))  # to export
     for step in bar:
         set_lr(opt, step, steps, warmup=200, floor=0.2, peak=peak_lr)
@@ -506,6 +531,14 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
             hinge = order_loss(pred[two].float(), pred_rev.float(), eps[two], order_margin)
             loss = loss + order_weight * hinge
             noted_order = hinge.detach()
+        many = countable[idx] & ~dropped[:, 0] if count_weight else None
+        if count_weight and many.any():
+            short_tok, many = short_ids[idx][many].to(dev), many.to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                pred_short = unet(zt[many], t_dev[many], te(short_tok)[0]).sample
+            hinge = count_loss(pred[many].float(), pred_short.float(), eps[many], count_margin)
+            loss = loss + count_weight * hinge
+            noted_count = hinge.detach()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -516,7 +549,8 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
             log(out, phase="unet", step=step + 1, loss=loss.item(), lr=opt.param_groups[0]["lr"],
                 s_per_step=(time.time() - t0) / (step + 1 - s0),
-                **({"order_loss": noted_order.item()} if order_weight else {}))
+                **({"order_loss": noted_order.item()} if order_weight else {}),
+                **({"count_loss": noted_count.item()} if count_weight else {}))
         if (step + 1) % 500 == 0 or step + 1 == steps or clock.due():
             save_state(ckpt, te=te.state_dict(), unet=unet.state_dict(), opt=opt.state_dict(),
                        ema_te=ema_te.state_dict(), ema_unet=ema_unet.state_dict(), step=step + 1,
@@ -685,6 +719,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="λ of the order loss: the ε-error with a caption naming the objects right to left must "
                         "exceed the true caption's by --order-margin (relative); 0: off")
     p.add_argument("--order-margin", type=float, default=ORDER_MARGIN, help="the order loss's relative margin")
+    p.add_argument("--count-weight", type=float, default=0.0,
+                   help="λ of the count loss: the ε-error with the caption one object short (its last named left "
+                        "out) must exceed the true caption's by --count-margin (relative); 0: off")
+    p.add_argument("--count-margin", type=float, default=COUNT_MARGIN, help="the count loss's relative margin")
     p.add_argument("--widen-from", type=Path, default=None,
                    help="start --out from another run's checkpoints widened to --latent-channels (toy.widen)")
     p.add_argument("--warm-start", type=Path, default=None,
@@ -705,6 +743,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--offset-noise must be a finite number ≥ 0, got {a.offset_noise}")
     if not (0 <= a.order_weight < math.inf and 0 < a.order_margin < math.inf):
         p.error(f"--order-weight must be ≥ 0 and --order-margin > 0, both finite; got {a.order_weight}, {a.order_margin}")
+    if not (0 <= a.count_weight < math.inf and 0 < a.count_margin < math.inf):
+        p.error(f"--count-weight must be ≥ 0 and --count-margin > 0, both finite; got {a.count_weight}, {a.count_margin}")
     if not 0 <= a.sd_levels <= 1:
         p.error(f"--sd-levels must be a share between 0 and 1, got {a.sd_levels}")
     if a.latent_channels < 1:
@@ -752,7 +792,7 @@ def main(argv: list[str] | None = None) -> None:
     train_unet(vae, tokenizer, latents, captions, a.out, a.unet_steps, a.batch, a.seed + 1,
                a.export_every, a.export, max_length, init, a.ckpt_minutes, a.lr, a.unet_width,
                cover, a.object_weight, a.offset_noise, a.bf16, a.sd_levels, a.order_weight, a.order_margin,
-               device)
+               device, a.count_weight, a.count_margin)
     if a.export:
         print(f"exported to {a.export}")
 

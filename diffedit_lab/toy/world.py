@@ -139,6 +139,16 @@ def reverse_caption(text: str) -> str:
     return " and ".join(reversed(objects.split(" and "))) + sep + rest
 
 
+def short_caption(text: str) -> str:
+    """A caption one object short — the last named (rightmost) object left out, background and
+    time kept: ``"a red circle and a big blue star on grass"`` → ``"a red circle on grass"``;
+    a caption of one object comes back unchanged (there is nothing to leave out)."""
+    objects, sep, rest = text.partition(" on ")
+    if not sep:
+        objects, sep, rest = text.partition(" at night")
+    return " and ".join(objects.split(" and ")[:-1] or [objects]) + sep + rest
+
+
 def _polygon(o: Obj, s: int) -> list[tuple[float, float]] | None:
     cx, cy, r = o.cx * s, o.cy * s, o.r * s
     if o.shape == "square":
