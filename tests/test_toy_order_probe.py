@@ -43,6 +43,21 @@ def test_a_model_blind_to_the_text_pays_nothing_and_one_reading_it_does(tiny_com
     reading = order_probe.order_gain(tiny_components, scenes, timesteps=(300, 700))
     assert any(abs(r["gain"]) > 1e-6 for r in reading.values())
     assert reading == order_probe.order_gain(tiny_components, scenes, timesteps=(300, 700))  # seeded
+    short = order_probe.CAPTIONS["short"]
+    assert all(r["gain"] == 0 for r in order_probe.order_gain(
+        dataclasses.replace(tiny_components, unet=TextBlind(tiny_components.unet)), scenes, (300,), contrast=short).values())
+    assert order_probe.order_gain(tiny_components, scenes, (300,), contrast=short) != order_probe.order_gain(
+        tiny_components, scenes, (300,))
+
+
+def test_the_short_caption_leaves_out_the_rightmost_object():
+    for scene in order_probe.probe_scenes(12):
+        names = [o.name for o in sorted(scene.objects, key=lambda o: o.cx)]
+        short = order_probe.shortened_caption(scene)
+        assert short.startswith(" and ".join(f"a {n}" for n in names[:-1]))
+        assert f"a {names[-1]}" not in short  # the probe's scenes name each object differently
+        tail = scene.caption[len(" and ".join(f"a {n}" for n in names)):]
+        assert short.endswith(tail)  # background and time kept
 
 
 def test_the_built_in_model_reads_the_order_of_its_captions(capsys):

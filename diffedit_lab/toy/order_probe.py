@@ -17,6 +17,13 @@ and the share of scenes whose error ``y′`` raises. A model that reads the capt
 objects — right shapes and colours, placed in any order — has gain 0 and a share near ½ at
 every ``t``; the shipped model pays 20–60 %. It takes seconds, so a training run can be watched
 with it between the slower text→image reads (model card, ``runs/f2b``).
+
+``--caption short`` asks the same of a caption one object *short* (the last named left out,
+:func:`~diffedit_lab.toy.world.short_caption`): does the model mind a caption that leaves out an
+object it can see? (A removal needs it to: otherwise the hole gets another of the caption's
+objects; ``toy.train --count-weight``.)
+
+    python -m diffedit_lab.toy.order_probe --model DIR --caption short
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 import torch
 
 from .quality import HELD_OUT_SEED, rich_held_out_scenes
-from .world import Scene, reverse_caption
+from .world import Scene, reverse_caption, short_caption
 
 TIMESTEPS = (100, 300, 500, 700, 850, 950)
 
@@ -35,6 +42,15 @@ TIMESTEPS = (100, 300, 500, 700, 850, 950)
 def reversed_caption(scene: Scene) -> str:
     """``scene``'s caption with its objects named right to left (background and time unchanged)."""
     return reverse_caption(scene.caption)
+
+
+def shortened_caption(scene: Scene) -> str:
+    """``scene``'s caption with its last-named (rightmost) object left out."""
+    return short_caption(scene.caption)
+
+
+CAPTIONS = {"reversed": reversed_caption, "short": shortened_caption}
+"""The contrasting captions the probe can compare with the true one, by ``--caption`` name."""
 
 
 def probe_scenes(n: int, seed: int = HELD_OUT_SEED, size: int = 64) -> list[Scene]:
@@ -49,16 +65,17 @@ def probe_scenes(n: int, seed: int = HELD_OUT_SEED, size: int = 64) -> list[Scen
 
 
 @torch.inference_mode()
-def order_gain(c, scenes: list[Scene], timesteps=TIMESTEPS, seed: int = 0) -> dict[int, dict[str, float]]:
+def order_gain(c, scenes: list[Scene], timesteps=TIMESTEPS, seed: int = 0,
+               contrast=reversed_caption) -> dict[int, dict[str, float]]:
     """Per step ``t``: ``gain`` (the relative rise of the ε-error when the caption names the objects
-    in reverse) and ``share`` (of scenes whose error rises); one ε per ``t`` from a CPU generator
-    seeded ``seed``, the same for both captions."""
+    in reverse — or is ``contrast(scene)``, e.g. :func:`shortened_caption`) and ``share`` (of scenes
+    whose error rises); one ε per ``t`` from a CPU generator seeded ``seed``, the same for both captions."""
     from ..latents import encode, encode_prompt
 
     x = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
     z0 = encode(c, x.to(c.device))
     y = torch.cat([encode_prompt(c, s.caption) for s in scenes])
-    y_rev = torch.cat([encode_prompt(c, reversed_caption(s)) for s in scenes])
+    y_rev = torch.cat([encode_prompt(c, contrast(s)) for s in scenes])
     alpha_bar = c.scheduler.alphas_cumprod
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -82,14 +99,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scenes", type=int, default=64, help="held-out scenes of two or three objects")
     p.add_argument("--seed", type=int, default=HELD_OUT_SEED + 7000, help="first held-out seed")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--caption", choices=tuple(CAPTIONS), default="reversed",
+                   help="the caption compared with the true one: its objects named in reverse, or one object short")
     a = p.parse_args(argv)
     if a.scenes < 1:
         p.error(f"--scenes must be at least 1, got {a.scenes}")
     if a.threads:
         torch.set_num_threads(a.threads)
     c = load_components(a.model) if a.model else load_components()
-    gains = order_gain(c, probe_scenes(a.scenes, a.seed, model_side(c)))
-    print(f"{a.model or 'built-in model'}: error rise with the objects named in reverse (scenes where it rises)")
+    gains = order_gain(c, probe_scenes(a.scenes, a.seed, model_side(c)), contrast=CAPTIONS[a.caption])
+    what = "the objects named in reverse" if a.caption == "reversed" else "the caption one object short"
+    print(f"{a.model or 'built-in model'}: error rise with {what} (scenes where it rises)")
     print("  " + " | ".join(f"t {t}: {r['gain']:+.1%} ({r['share']:.0%})" for t, r in gains.items()))
 
 

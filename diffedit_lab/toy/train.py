@@ -415,7 +415,8 @@ def order_loss(pred: torch.Tensor, pred_rev: torch.Tensor, eps: torch.Tensor, ma
 
 COUNT_MARGIN = 0.1
 """The count loss's margin (the order loss's); at t 850–950, where an edit's decoding starts, the
-models of December 2026 pay only 2–13 % for a caption one object short (model card, *Does it count?*)."""
+models of December 2026 pay −1 to +15 % for a caption one object short (``toy.order_probe --caption
+short``; model card, *Does it count?*)."""
 
 
 def count_loss(pred: torch.Tensor, pred_short: torch.Tensor, eps: torch.Tensor, margin: float = COUNT_MARGIN) -> torch.Tensor:
