@@ -256,6 +256,19 @@ def test_sd_levels_train_a_share_of_each_batch_at_stable_diffusions_noise_levels
     assert not (tmp_path / "bad").exists()
 
 
+def unet_batch_sizes(monkeypatch) -> list[int]:
+    """The batch size of every forward call of the UNets ``train`` builds from now on."""
+    calls, make = [], train.unet_model
+
+    def counted(*args, **kw):
+        unet = make(*args, **kw)
+        unet.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+        return unet
+
+    monkeypatch.setattr(train, "unet_model", counted)
+    return calls
+
+
 def test_order_loss_charges_a_model_that_ignores_the_captions_order(tmp_path, monkeypatch):
     """order_loss: the hinge max(0, m − gap) on the relative rise of the ε-error when the caption is
     reversed — m for a bag-of-objects model (gap 0), 0 once the reversed caption costs more than m;
@@ -267,15 +280,7 @@ def test_order_loss_charges_a_model_that_ignores_the_captions_order(tmp_path, mo
     worse = eps + 2 * (pred - eps)  # twice the error, four times its square: gap 3
     assert train.order_loss(pred, worse, eps).item() == 0.0
     assert train.order_loss(worse, pred, eps).item() > train.ORDER_MARGIN  # the true caption worse
-    calls = []
-    make = train.unet_model
-
-    def counted(*args, **kw):
-        unet = make(*args, **kw)
-        unet.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
-        return unet
-
-    monkeypatch.setattr(train, "unet_model", counted)
+    calls = unet_batch_sizes(monkeypatch)
     folder = tmp_path / "model"
     train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "run"), "--order-weight", "0.05",
                 "--export", str(folder)])
@@ -298,19 +303,12 @@ def test_count_loss_charges_a_model_that_ignores_a_missing_object(tmp_path, monk
     assert train.count_loss(pred, pred, eps).item() == pytest.approx(train.COUNT_MARGIN)
     assert train.count_loss(pred, eps + 2 * (pred - eps), eps).item() == 0.0
     assert train.count_loss(pred, pred, eps, margin=0.3).item() == pytest.approx(0.3)
-    calls, shortened = [], []
-    make, short = train.unet_model, train.short_caption
-
-    def counted(*args, **kw):
-        unet = make(*args, **kw)
-        unet.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
-        return unet
+    calls, shortened, short = unet_batch_sizes(monkeypatch), [], train.short_caption
 
     def recorded(text):
         shortened.append((text, short(text)))
         return shortened[-1][1]
 
-    monkeypatch.setattr(train, "unet_model", counted)
     monkeypatch.setattr(train, "short_caption", recorded)
     folder = tmp_path / "model"
     train.main(["--quick", "--world", "rich", "--out", str(tmp_path / "run"), "--count-weight", "0.05",

@@ -430,6 +430,14 @@ def count_loss(pred: torch.Tensor, pred_short: torch.Tensor, eps: torch.Tensor, 
     return order_loss(pred, pred_short, eps, margin)
 
 
+def contrast_ids(tokenizer, captions: list[str], ids: torch.Tensor, rewrite, max_length: int):
+    """The token ids of each caption rewritten (``reverse_caption``, ``short_caption``) and which
+    captions the rewrite changes (only those can be charged a contrast hinge)."""
+    other = tokenizer([rewrite(c) for c in captions], padding="max_length", max_length=max_length,
+                      truncation=True, return_tensors="pt").input_ids
+    return other, (other != ids).any(dim=1)
+
+
 def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: int, seed: int,
                export_every: int, export_to: Path | None, max_length: int = MAX_LENGTH,
                init: dict | None = None, ckpt_minutes: float = 10.0, peak_lr: float = 1e-3,
@@ -480,14 +488,14 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     ids = tokenizer([""] + captions, padding="max_length", max_length=max_length, truncation=True,
                     return_tensors="pt").input_ids
     empty, ids = ids[:1], ids[1:]
+    # the contrast hinges: (logged name, λ, m, hinge, contrasting captions' ids, captions they change)
+    contrasts = []
     if order_weight:  # each caption with its objects named right to left (the mirrored scene's)
-        rev_ids = tokenizer([reverse_caption(c) for c in captions], padding="max_length", max_length=max_length,
-                            truncation=True, return_tensors="pt").input_ids
-        reversible = (rev_ids != ids).any(dim=1)
+        contrasts.append(("order_loss", order_weight, order_margin, order_loss,
+                          *contrast_ids(tokenizer, captions, ids, reverse_caption, max_length)))
     if count_weight:  # each caption with its last-named object left out
-        short_ids = tokenizer([short_caption(c) for c in captions], padding="max_length", max_length=max_length,
-                              truncation=True, return_tensors="pt").input_ids
-        countable = (short_ids != ids).any(dim=1)
+        contrasts.append(("count_loss", count_weight, count_margin, count_loss,
+                          *contrast_ids(tokenizer, captions, ids, short_caption, max_length)))
     alphas = DDIMScheduler(**scheduler_config(mean.shape[-1])).alphas_cumprod  # ᾱ_t, the training schedule
     snr = alphas / (1 - alphas)
     g = torch.Generator().manual_seed(seed + start)
@@ -503,8 +511,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
     if count_weight:
         noted.update(count_weight=count_weight, count_margin=count_margin)
     bar = tqdm(range(start, steps), desc="UNet", initial=start, total=steps, mininterval=30)
-    noted_order = torch.tensor(float("nan"))  # the last batch's order loss, logged
-    noted_count = torch.tensor(float("nan"))  # and count loss
+    noted_hinges = {name: torch.tensor(float("nan")) for name, *_ in contrasts}  # the last batch's, logged
     cpu_copy = (lambda m: m) if dev.type == "cpu" else (lambda m: copy.deepcopy(m).to("cpu"))  # to export
     for step in bar:
         set_lr(opt, step, steps, warmup=200, floor=0.2, peak=peak_lr)
@@ -524,22 +531,15 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
         if object_weight:
             cell_error = cell_error * (1 + object_weight * cover[idx].to(dev))
         loss = (w * cell_error.mean(dim=(1, 2, 3))).mean()
-        two = reversible[idx] & ~dropped[:, 0] if order_weight else None
-        if order_weight and two.any():
-            rev_tok, two = rev_ids[idx][two].to(dev), two.to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                pred_rev = unet(zt[two], t_dev[two], te(rev_tok)[0]).sample
-            hinge = order_loss(pred[two].float(), pred_rev.float(), eps[two], order_margin)
-            loss = loss + order_weight * hinge
-            noted_order = hinge.detach()
-        many = countable[idx] & ~dropped[:, 0] if count_weight else None
-        if count_weight and many.any():
-            short_tok, many = short_ids[idx][many].to(dev), many.to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                pred_short = unet(zt[many], t_dev[many], te(short_tok)[0]).sample
-            hinge = count_loss(pred[many].float(), pred_short.float(), eps[many], count_margin)
-            loss = loss + count_weight * hinge
-            noted_count = hinge.detach()
+        for name, weight, margin, contrast_hinge, other_ids, changed in contrasts:
+            rows = changed[idx] & ~dropped[:, 0]  # captions it changes, not dropped for guidance
+            if rows.any():
+                other_tok, rows = other_ids[idx][rows].to(dev), rows.to(dev)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                    pred_other = unet(zt[rows], t_dev[rows], te(other_tok)[0]).sample
+                hinge = contrast_hinge(pred[rows].float(), pred_other.float(), eps[rows], margin)
+                loss = loss + weight * hinge
+                noted_hinges[name] = hinge.detach()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -550,8 +550,7 @@ def train_unet(vae, tokenizer, latents, captions, out: Path, steps: int, batch: 
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
             log(out, phase="unet", step=step + 1, loss=loss.item(), lr=opt.param_groups[0]["lr"],
                 s_per_step=(time.time() - t0) / (step + 1 - s0),
-                **({"order_loss": noted_order.item()} if order_weight else {}),
-                **({"count_loss": noted_count.item()} if count_weight else {}))
+                **{name: value.item() for name, value in noted_hinges.items()})
         if (step + 1) % 500 == 0 or step + 1 == steps or clock.due():
             save_state(ckpt, te=te.state_dict(), unet=unet.state_dict(), opt=opt.state_dict(),
                        ema_te=ema_te.state_dict(), ema_unet=ema_unet.state_dict(), step=step + 1,

@@ -130,23 +130,28 @@ def caption(objects: tuple[Obj, ...], background: str = "plain", night: bool = F
     return text + (" at night" if night else "")
 
 
-def reverse_caption(text: str) -> str:
-    """A caption with its objects named right to left — the caption of the mirrored scene:
-    ``"a red circle and a big blue star on grass"`` → ``"a big blue star and a red circle on grass"``."""
+def _split_caption(text: str) -> tuple[list[str], str]:
+    """``"a red circle and a blue star on grass at night"`` → ``(["a red circle", "a blue star"],
+    " on grass at night")``: the named objects, and the background and time as written."""
     objects, sep, rest = text.partition(" on ")
     if not sep:
         objects, sep, rest = text.partition(" at night")
-    return " and ".join(reversed(objects.split(" and "))) + sep + rest
+    return objects.split(" and "), sep + rest
+
+
+def reverse_caption(text: str) -> str:
+    """A caption with its objects named right to left — the caption of the mirrored scene:
+    ``"a red circle and a big blue star on grass"`` → ``"a big blue star and a red circle on grass"``."""
+    objects, tail = _split_caption(text)
+    return " and ".join(reversed(objects)) + tail
 
 
 def short_caption(text: str) -> str:
     """A caption one object short — the last named (rightmost) object left out, background and
     time kept: ``"a red circle and a big blue star on grass"`` → ``"a red circle on grass"``;
     a caption of one object comes back unchanged (there is nothing to leave out)."""
-    objects, sep, rest = text.partition(" on ")
-    if not sep:
-        objects, sep, rest = text.partition(" at night")
-    return " and ".join(objects.split(" and ")[:-1] or [objects]) + sep + rest
+    objects, tail = _split_caption(text)
+    return " and ".join(objects[:-1] or objects) + tail
 
 
 def _polygon(o: Obj, s: int) -> list[tuple[float, float]] | None:
